@@ -1,0 +1,710 @@
+//! The WebSocket state machine (RFC 6455 §5–§7), after the opening handshake.
+//!
+//! A [`Connection`] is a value: feed it received bytes
+//! ([`Connection::receive`]), take [`Event`]s out ([`Connection::next_event`]);
+//! hand it messages ([`Connection::send_text`] …), take bytes to write out
+//! ([`Connection::transmit_slices`] / [`Connection::advance_transmit`]).
+//! It never does I/O and never blocks.
+//!
+//! States: `Open` → `Closing` (we sent a close frame) → `Closed` (close frames
+//! went both ways, or the connection failed). Every rule of the protocol that
+//! concerns frames after the handshake is checked in [`Connection::check_header`]
+//! or the control-frame handler, each with its section.
+//!
+//! Outgoing frames wait in two queues: control frames (pongs, pings) and data
+//! frames (messages, and close frames, which must follow the data handed over
+//! before them). Control frames are written ahead of queued data frames, at
+//! frame boundaries only.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
+use crate::config::{Config, Role};
+use crate::error::{Error, ProtocolError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::{apply_mask, apply_mask_at};
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// The state of the closing handshake (RFC 6455 §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's; received messages are
+    /// still delivered.
+    Closing,
+    /// Close frames went both ways, or the connection failed: nothing more is
+    /// sent (but what is queued) or received. The transport should close.
+    Closed,
+}
+
+/// The type of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text (opcode 0x1).
+    Text,
+    /// Arbitrary bytes (opcode 0x2).
+    Binary,
+}
+
+impl MessageKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        }
+    }
+}
+
+/// What the peer sent, one whole message or control frame at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A text message, checked to be UTF-8.
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping; the pong is already queued.
+    Ping(Bytes),
+    /// A pong.
+    Pong(Bytes),
+    /// The peer's close frame ([`CloseCode::NoReason`] if it had no code), or
+    /// [`CloseCode::Abruptly`] if the transport ended without one. The last
+    /// event of a connection.
+    Close(CloseFrame),
+}
+
+/// The frame being received: its header and how much payload is still due.
+#[derive(Clone, Copy, Debug)]
+struct FrameInProgress {
+    header: FrameHeader,
+    remaining: u64,
+    /// Offset into the payload, for unmasking in pieces.
+    offset: usize,
+}
+
+/// A fragmented (or not yet complete) data message being received.
+#[derive(Debug)]
+struct MessageInProgress {
+    kind: MessageKind,
+    buf: BytesMut,
+    utf8: Utf8Validator,
+}
+
+/// Random masking keys from the OS CSPRNG, fetched 64 keys at a time so
+/// that small frames do not each cost a system call (RFC 6455 §5.3:
+/// keys must be unpredictable).
+#[derive(Debug)]
+struct MaskKeys {
+    pool: [u8; 256],
+    used: usize,
+}
+
+impl MaskKeys {
+    fn new() -> Self {
+        MaskKeys {
+            pool: [0; 256],
+            used: 256,
+        }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.used == self.pool.len() {
+            if getrandom::fill(&mut self.pool).is_err() {
+                // No OS randomness: keep the keys varying from the std
+                // hasher's per-process random seed.
+                use std::hash::{BuildHasher, RandomState};
+                let state = RandomState::new();
+                for (i, chunk) in self.pool.chunks_exact_mut(8).enumerate() {
+                    chunk.copy_from_slice(&state.hash_one(i).to_ne_bytes());
+                }
+            }
+            self.used = 0;
+        }
+        let mut key = [0; 4];
+        key.copy_from_slice(&self.pool[self.used..self.used + 4]);
+        self.used += 4;
+        key
+    }
+}
+
+/// Outgoing frames, encoded, waiting to be written.
+#[derive(Debug, Default)]
+struct Outbox {
+    control: VecDeque<Bytes>,
+    data: VecDeque<Bytes>,
+    /// The front data frame is partly written: it goes before control frames.
+    data_started: bool,
+    /// Bytes waiting in both queues.
+    len: usize,
+}
+
+impl Outbox {
+    /// The frames in write order.
+    fn ordered(&self) -> impl Iterator<Item = &Bytes> {
+        let (first, rest) = if self.data_started {
+            (self.data.front(), self.data.range(1..))
+        } else {
+            (None, self.data.range(..))
+        };
+        first.into_iter().chain(self.control.iter()).chain(rest)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        assert!(n <= self.len, "advanced past the queued output");
+        self.len -= n;
+        while n > 0 {
+            let from_data = self.data_started || self.control.is_empty();
+            let queue = if from_data {
+                &mut self.data
+            } else {
+                &mut self.control
+            };
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let started = if n >= front.len() {
+                n -= front.len();
+                queue.pop_front();
+                false
+            } else {
+                front.advance(n);
+                n = 0;
+                true
+            };
+            if from_data {
+                self.data_started = started;
+            }
+        }
+    }
+}
+
+/// A WebSocket connection after the opening handshake, in either role.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    /// RSV bits the negotiated extensions use (none yet: RSV set → 1002).
+    allowed_rsv: u8,
+
+    read_buf: BytesMut,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    events: VecDeque<Event>,
+    close_received: Option<CloseFrame>,
+    close_sent: Option<CloseFrame>,
+    error: Option<ProtocolError>,
+    eof: bool,
+
+    out: Outbox,
+    arena: BytesMut,
+    keys: MaskKeys,
+    sending: Option<MessageKind>,
+}
+
+impl Connection {
+    /// A connection in the open state, in `role`, right after the handshake.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            state: State::Open,
+            allowed_rsv: 0,
+            read_buf: BytesMut::new(),
+            frame: None,
+            message: None,
+            events: VecDeque::new(),
+            close_received: None,
+            close_sent: None,
+            error: None,
+            eof: false,
+            out: Outbox::default(),
+            arena: BytesMut::new(),
+            keys: MaskKeys::new(),
+            sending: None,
+        }
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The state of the closing handshake.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The close frame the peer sent (or `Abruptly` if the transport ended
+    /// without one), once it has.
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.close_received.as_ref()
+    }
+
+    /// The close frame we sent or queued, once we have.
+    pub fn close_sent(&self) -> Option<&CloseFrame> {
+        self.close_sent.as_ref()
+    }
+
+    /// The protocol error that failed the connection, if one did.
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the transport should be closed now: close frames went both
+    /// ways (or the connection failed) and all output is written. A server
+    /// closes first (RFC 6455 §7.1.1); a client waits for the server to close,
+    /// and so is told only once the transport ended, or after a failure.
+    pub fn should_close_transport(&self) -> bool {
+        self.state == State::Closed
+            && self.out.len == 0
+            && (self.role == Role::Server || self.eof || self.error.is_some())
+    }
+
+    /// Whether the transport has ended ([`Connection::receive_eof`] was called).
+    pub fn eof_received(&self) -> bool {
+        self.eof
+    }
+
+    // ----- receiving -----
+
+    /// The buffer received bytes go into, for transports that read straight
+    /// into it; call [`Connection::process`] after adding to it.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.read_buf
+    }
+
+    /// Feeds received bytes and processes them.
+    pub fn receive(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        self.read_buf.extend_from_slice(data);
+        self.process()
+    }
+
+    /// Processes the bytes in the read buffer into events.
+    ///
+    /// On a protocol error, the connection has already queued the close
+    /// frame with the matching code and is `Closed`; the error is returned
+    /// (once) and also kept in [`Connection::error`]. Events decoded before
+    /// the error stay available.
+    pub fn process(&mut self) -> Result<(), ProtocolError> {
+        match self.process_frames() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.fail(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Tells the connection the transport ended. Without a close frame
+    /// before it, that is an abrupt closure (1006).
+    pub fn receive_eof(&mut self) {
+        if self.eof {
+            return;
+        }
+        self.eof = true;
+        if self.close_received.is_none() {
+            let frame = CloseFrame::new(CloseCode::Abruptly, "");
+            self.close_received = Some(frame.clone());
+            if self.error.is_none() {
+                self.events.push_back(Event::Close(frame));
+            }
+        }
+        self.state = State::Closed;
+        self.read_buf.clear();
+    }
+
+    /// The next event, if any.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn process_frames(&mut self) -> Result<(), ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                // RFC 6455 §5.5.1: nothing after the close frame is data.
+                self.read_buf.clear();
+                return Ok(());
+            }
+            let mut frame = match self.frame {
+                Some(f) => f,
+                None => {
+                    let Some((header, len)) = FrameHeader::decode(&self.read_buf)? else {
+                        return Ok(());
+                    };
+                    self.check_header(&header)?;
+                    self.read_buf.advance(len);
+                    FrameInProgress {
+                        header,
+                        remaining: header.payload_len,
+                        offset: 0,
+                    }
+                }
+            };
+            let h = frame.header;
+            let available = self.read_buf.len() as u64;
+
+            if h.opcode.is_control() {
+                // At most 125 bytes (checked): wait for the whole payload.
+                if available < frame.remaining {
+                    self.frame = Some(frame);
+                    return Ok(());
+                }
+                self.frame = None;
+                let mut payload = self.read_buf.split_to(frame.remaining as usize);
+                if let Some(key) = h.mask {
+                    apply_mask(&mut payload, key);
+                }
+                self.on_control(h.opcode, payload.freeze())?;
+                continue;
+            }
+
+            // Fast path: a whole single-frame message is in the buffer.
+            if self.message.is_none() && h.fin && available >= frame.remaining {
+                self.frame = None;
+                let mut payload = self.read_buf.split_to(frame.remaining as usize);
+                if let Some(key) = h.mask {
+                    apply_mask(&mut payload, key);
+                }
+                let event = match h.opcode {
+                    OpCode::Text => Event::Text(
+                        Utf8Bytes::try_from_bytes(payload.freeze())
+                            .map_err(|_| ProtocolError::InvalidUtf8)?,
+                    ),
+                    _ => Event::Binary(payload.freeze()),
+                };
+                self.events.push_back(event);
+                continue;
+            }
+
+            // Streaming path: take what has arrived of this frame.
+            let message = self.message.get_or_insert_with(|| MessageInProgress {
+                kind: if h.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                },
+                buf: BytesMut::new(),
+                utf8: Utf8Validator::new(),
+            });
+            let take = frame.remaining.min(available) as usize;
+            let mut chunk = self.read_buf.split_to(take);
+            if let Some(key) = h.mask {
+                frame.offset = apply_mask_at(&mut chunk, key, frame.offset);
+            }
+            if message.kind == MessageKind::Text {
+                // Fail fast: the first bad byte fails the connection even
+                // mid-frame (RFC 6455 §8.1).
+                message
+                    .utf8
+                    .feed(&chunk)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            message.buf.unsplit(chunk);
+            frame.remaining -= take as u64;
+            if frame.remaining > 0 {
+                self.frame = Some(frame);
+                return Ok(());
+            }
+            self.frame = None;
+            if h.fin {
+                let Some(mut message) = self.message.take() else {
+                    continue;
+                };
+                let payload = message.buf.freeze();
+                let event = match message.kind {
+                    MessageKind::Text => {
+                        message
+                            .utf8
+                            .finish()
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                        Event::Text(Utf8Bytes::from_validated(payload))
+                    }
+                    MessageKind::Binary => Event::Binary(payload),
+                };
+                self.events.push_back(event);
+            }
+        }
+    }
+
+    /// Every rule a frame header must pass, given the connection's state.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        // §5.2: RSV bits only with an extension that defines them.
+        let rsv = (u8::from(h.rsv1) << 2) | (u8::from(h.rsv2) << 1) | u8::from(h.rsv3);
+        if rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        // §5.1: clients mask, servers do not.
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // §5.5: control frames are short and never fragmented.
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong(h.payload_len));
+            }
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            return Ok(());
+        }
+        // §5.4: fragments of one message are consecutive.
+        match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.payload_len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let so_far = self.message.as_ref().map_or(0, |m| m.buf.len()) as u64;
+        if so_far + h.payload_len > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig {
+                size: so_far + h.payload_len,
+                limit: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), ProtocolError> {
+        match opcode {
+            OpCode::Ping => {
+                // §5.5.2: answer with a pong carrying the same payload, unless
+                // we already sent a close frame.
+                if self.state == State::Open {
+                    self.queue_control(OpCode::Pong, &payload);
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            _ => {
+                let frame = CloseFrame::parse(&payload)?
+                    .unwrap_or_else(|| CloseFrame::new(CloseCode::NoReason, ""));
+                // A message cut short by the close is dropped: it never completed.
+                self.message = None;
+                if self.state == State::Open {
+                    // §5.5.1: answer with a close frame, echoing the code.
+                    self.queue_close(&frame);
+                }
+                self.state = State::Closed;
+                self.close_received = Some(frame.clone());
+                self.events.push_back(Event::Close(frame));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): sends a close frame with the
+    /// error's code unless one was sent, and stops processing input.
+    fn fail(&mut self, error: ProtocolError) {
+        if self.state == State::Open {
+            let mut reason = error.to_string();
+            truncate_utf8(&mut reason, MAX_REASON_LEN);
+            self.queue_close(&CloseFrame::new(error.close_code(), reason));
+        }
+        self.state = State::Closed;
+        self.message = None;
+        self.frame = None;
+        self.read_buf.clear();
+        self.error = Some(error);
+    }
+
+    // ----- sending -----
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_message(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_message(MessageKind::Binary, data)
+    }
+
+    /// Queues a message, in frames of at most
+    /// [`Config::max_send_frame_size`] bytes.
+    pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(Error::FragmentedMessageInProgress);
+        }
+        let max = self.config.max_send_frame_size;
+        if data.len() <= max {
+            self.queue_data(kind.opcode(), true, data);
+            return Ok(());
+        }
+        let mut chunks = data.chunks(max).peekable();
+        let mut opcode = kind.opcode();
+        while let Some(chunk) = chunks.next() {
+            self.queue_data(opcode, chunks.peek().is_none(), chunk);
+            opcode = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Queues one fragment of a message sent piece by piece: the first call
+    /// gives the message's kind, `fin` marks the last piece. Other messages
+    /// cannot be sent until the last piece is; control frames can.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.check_can_send()?;
+        let opcode = match self.sending {
+            Some(current) if current != kind => return Err(Error::FragmentedMessageInProgress),
+            Some(_) => OpCode::Continuation,
+            None => kind.opcode(),
+        };
+        self.sending = if fin { None } else { Some(kind) };
+        self.queue_data(opcode, fin, data);
+        Ok(())
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        check_control_len(payload)?;
+        self.queue_control(OpCode::Ping, payload);
+        Ok(())
+    }
+
+    /// Queues an unsolicited pong (payload at most 125 bytes), e.g. as a
+    /// unidirectional heartbeat (§5.5.3).
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.check_can_send()?;
+        check_control_len(payload)?;
+        self.queue_control(OpCode::Pong, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a close frame after the data
+    /// already queued. [`CloseCode::NoReason`] sends a close frame without
+    /// a code. Closing twice is a no-op; closing after the peer's close frame
+    /// arrived is one too (it was answered).
+    pub fn close(&mut self, frame: CloseFrame) -> Result<(), Error> {
+        if frame.code != CloseCode::NoReason {
+            frame.check_sendable()?;
+        }
+        if self.state != State::Open {
+            return Ok(());
+        }
+        self.queue_close(&frame);
+        self.state = State::Closing;
+        Ok(())
+    }
+
+    fn check_can_send(&self) -> Result<(), Error> {
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    fn queue_close(&mut self, frame: &CloseFrame) {
+        let payload = if frame.code == CloseCode::NoReason {
+            Vec::new()
+        } else {
+            frame.to_payload()
+        };
+        // After the data already handed over: nothing handed over is lost.
+        self.queue_data(OpCode::Close, true, &payload);
+        self.close_sent = Some(frame.clone());
+    }
+
+    fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        let frame = self.encode(opcode, true, payload);
+        self.out.len += frame.len();
+        self.out.control.push_back(frame);
+    }
+
+    fn queue_data(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let frame = self.encode(opcode, fin, payload);
+        self.out.len += frame.len();
+        self.out.data.push_back(frame);
+    }
+
+    fn encode(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Bytes {
+        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+        header.fin = fin;
+        if self.role == Role::Client {
+            header.mask = Some(self.keys.next());
+        }
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        self.arena.reserve(head_len + payload.len());
+        self.arena.put_slice(&head[..head_len]);
+        self.arena.put_slice(payload);
+        if let Some(key) = header.mask {
+            apply_mask(&mut self.arena[head_len..], key);
+        }
+        self.arena.split().freeze()
+    }
+
+    /// How many bytes wait to be written.
+    pub fn pending_output(&self) -> usize {
+        self.out.len
+    }
+
+    /// Fills `dst` with the bytes to write next, in order, and returns how
+    /// many slices it filled. Write them (all or a prefix), then call
+    /// [`Connection::advance_transmit`] with the number of bytes written.
+    pub fn transmit_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, frame) in dst.iter_mut().zip(self.out.ordered()) {
+            *slot = IoSlice::new(frame);
+            n += 1;
+        }
+        n
+    }
+
+    /// The next contiguous bytes to write (one frame or its rest), if any.
+    pub fn transmit_chunk(&self) -> Option<&[u8]> {
+        self.out.ordered().next().map(|b| &b[..])
+    }
+
+    /// Marks `n` bytes of the output as written.
+    ///
+    /// # Panics
+    /// If `n` exceeds [`Connection::pending_output`].
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+}
+
+fn check_control_len(payload: &[u8]) -> Result<(), Error> {
+    if payload.len() > MAX_CONTROL_PAYLOAD {
+        Err(Error::ControlPayloadTooLong(payload.len()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}

@@ -1,0 +1,758 @@
+//! The opening handshake (RFC 6455 §4), both roles, as pure functions over
+//! bytes: build the client's request and check the server's response; parse
+//! and check the client's request and build the server's answer.
+//!
+//! Header parsing is `httparse`'s. The head of a request or response is
+//! limited in size ([`DEFAULT_MAX_HANDSHAKE_SIZE`]) and in header count.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Version};
+use sha1::{Digest, Sha1};
+
+/// The GUID appended to the key before hashing (RFC 6455 §1.3).
+pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The default limit on the size of a handshake request or response head.
+pub const DEFAULT_MAX_HANDSHAKE_SIZE: usize = 16 * 1024;
+
+/// The most header lines a handshake head may have.
+pub const MAX_HEADERS: usize = 64;
+
+/// Why a handshake failed, as seen by the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// The response head exceeded the size limit.
+    #[error("handshake response exceeds {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The response was not HTTP.
+    #[error("malformed HTTP response: {0}")]
+    Malformed(String),
+    /// The server answered with a status other than 101: the status and the
+    /// headers are kept so the caller can tell a 401 from a 404.
+    #[error("server answered {} instead of 101 Switching Protocols", .0.status)]
+    Rejected(Box<ResponseHead>),
+    /// `Upgrade: websocket` was missing.
+    #[error("response lacks `Upgrade: websocket`")]
+    MissingUpgrade,
+    /// `Connection: upgrade` was missing.
+    #[error("response lacks `Connection: upgrade`")]
+    MissingConnectionUpgrade,
+    /// `Sec-WebSocket-Accept` was missing or wrong.
+    #[error("response has a missing or wrong Sec-WebSocket-Accept")]
+    BadAccept,
+    /// The server chose a subprotocol we did not offer.
+    #[error("server chose subprotocol {0:?}, which was not offered")]
+    ProtocolNotOffered(String),
+    /// The server accepted an extension we did not offer.
+    #[error("server accepted extension {0:?}, which was not offered")]
+    ExtensionNotOffered(String),
+    /// An extra request header would override a handshake header.
+    #[error("header {0} is set by the handshake and cannot be overridden")]
+    ReservedHeader(String),
+    /// An extra request header had an invalid name or value.
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+}
+
+/// The status line and headers of a handshake response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The reason phrase the server gave.
+    pub reason: String,
+    /// The response headers.
+    pub headers: HeaderMap,
+}
+
+/// Computes `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2 step 5.4).
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(WEBSOCKET_GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes from the operating system's
+/// CSPRNG, base64-encoded (RFC 6455 §4.1 item 7).
+pub fn generate_key() -> String {
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        // No OS randomness: fall back to the address-space and clock entropy
+        // the standard library's hasher seeds from, so the key still varies.
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        nonce[..8].copy_from_slice(&state.hash_one(1u8).to_ne_bytes());
+        nonce[8..].copy_from_slice(&state.hash_one(2u8).to_ne_bytes());
+    }
+    BASE64.encode(nonce)
+}
+
+/// Whether a comma-separated header (over all its lines) contains `token`,
+/// ignoring ASCII case (RFC 7230 §7, RFC 6455 §4.1).
+pub fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    header_tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The comma-separated elements of every line of a header, trimmed, empty
+/// ones skipped; values that are not visible ASCII are skipped too.
+pub fn header_tokens<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The extension names (without parameters) in a `Sec-WebSocket-Extensions`
+/// value list.
+fn extension_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    header_tokens(headers, &header::SEC_WEBSOCKET_EXTENSIONS)
+        .map(|ext| ext.split(';').next().unwrap_or("").trim())
+}
+
+/// Headers that the handshake itself sets; an extra header may not replace them.
+const RESERVED_REQUEST_HEADERS: [HeaderName; 7] = [
+    header::HOST,
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+];
+
+/// The client's opening handshake: what it sends and how it judges the answer.
+#[derive(Clone, Debug)]
+pub struct ClientHandshake {
+    host: String,
+    resource: String,
+    key: String,
+    origin: Option<String>,
+    protocols: Vec<String>,
+    extensions: Vec<String>,
+    headers: HeaderMap,
+}
+
+/// What a successful client handshake agreed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` value the server returned, if any.
+    pub extensions: Option<String>,
+}
+
+impl ClientHandshake {
+    /// A handshake for `resource` (path and query, e.g. `/chat?room=1`) on
+    /// `host` (the `Host` header value, with the port if not the default),
+    /// with a fresh random key.
+    pub fn new(host: impl Into<String>, resource: impl Into<String>) -> Self {
+        let resource = resource.into();
+        ClientHandshake {
+            host: host.into(),
+            resource: if resource.is_empty() {
+                "/".into()
+            } else {
+                resource
+            },
+            key: generate_key(),
+            origin: None,
+            protocols: Vec::new(),
+            extensions: Vec::new(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// The `Sec-WebSocket-Key` this handshake sends.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Sets the `Origin` header.
+    pub fn origin(&mut self, origin: impl Into<String>) -> &mut Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Offers a subprotocol; the server may pick one of those offered.
+    pub fn protocol(&mut self, protocol: impl Into<String>) -> &mut Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Offers an extension: one element of `Sec-WebSocket-Extensions`, with
+    /// its parameters (e.g. `permessage-deflate; client_max_window_bits`).
+    pub fn extension(&mut self, offer: impl Into<String>) -> &mut Self {
+        self.extensions.push(offer.into());
+        self
+    }
+
+    /// Adds a header to the request. Headers the handshake sets itself
+    /// (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-*`) are refused,
+    /// whatever their case.
+    pub fn header(&mut self, name: &str, value: &str) -> Result<&mut Self, HandshakeError> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HandshakeError::InvalidHeader(name.to_owned()))?;
+        if RESERVED_REQUEST_HEADERS.contains(&name) || name == header::SEC_WEBSOCKET_ACCEPT {
+            return Err(HandshakeError::ReservedHeader(name.as_str().to_owned()));
+        }
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| HandshakeError::InvalidHeader(name.as_str().to_owned()))?;
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// The request head to send.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut line = |name: &str, value: &[u8]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        line("Host", self.host.as_bytes());
+        line("Upgrade", b"websocket");
+        line("Connection", b"Upgrade");
+        line("Sec-WebSocket-Key", self.key.as_bytes());
+        line("Sec-WebSocket-Version", b"13");
+        if let Some(origin) = &self.origin {
+            line("Origin", origin.as_bytes());
+        }
+        if !self.protocols.is_empty() {
+            line(
+                "Sec-WebSocket-Protocol",
+                self.protocols.join(", ").as_bytes(),
+            );
+        }
+        if !self.extensions.is_empty() {
+            line(
+                "Sec-WebSocket-Extensions",
+                self.extensions.join(", ").as_bytes(),
+            );
+        }
+        for (name, value) in &self.headers {
+            line(name.as_str(), value.as_bytes());
+        }
+        let mut head = format!("GET {} HTTP/1.1\r\n", self.resource).into_bytes();
+        head.extend_from_slice(&out);
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    /// Judges the server's response head (RFC 6455 §4.1, the client's checks 1–6).
+    pub fn check_response(&self, head: &ResponseHead) -> Result<Negotiated, HandshakeError> {
+        if head.status != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(HandshakeError::Rejected(Box::new(head.clone())));
+        }
+        let h = &head.headers;
+        if !header_has_token(h, &header::UPGRADE, "websocket") {
+            return Err(HandshakeError::MissingUpgrade);
+        }
+        if !header_has_token(h, &header::CONNECTION, "upgrade") {
+            return Err(HandshakeError::MissingConnectionUpgrade);
+        }
+        let mut accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+        match (accepts.next(), accepts.next()) {
+            (Some(v), None) if v.as_bytes() == accept_key(self.key.as_bytes()).as_bytes() => {}
+            _ => return Err(HandshakeError::BadAccept),
+        }
+        let protocol = match header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL).collect::<Vec<_>>()[..]
+        {
+            [] => None,
+            [p] if self.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
+            ref other => return Err(HandshakeError::ProtocolNotOffered(other.join(", "))),
+        };
+        let offered: Vec<&str> = self
+            .extensions
+            .iter()
+            .map(|e| e.split(';').next().unwrap_or("").trim())
+            .collect();
+        if let Some(name) = extension_names(h).find(|n| !offered.contains(n)) {
+            return Err(HandshakeError::ExtensionNotOffered(name.to_owned()));
+        }
+        let extensions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS).collect();
+        Ok(Negotiated {
+            protocol,
+            extensions: (!extensions.is_empty()).then(|| extensions.join(", ")),
+        })
+    }
+}
+
+/// Parses a response head from the start of `buf`: `Ok(None)` until the
+/// blank line has arrived, then the head and its length in bytes (what
+/// follows it is the first WebSocket data).
+pub fn parse_response(
+    buf: &[u8],
+    limit: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limit => {
+            return Err(HandshakeError::TooLarge { limit })
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge { limit }),
+        Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
+    };
+    if len > limit {
+        return Err(HandshakeError::TooLarge { limit });
+    }
+    if resp.version != Some(1) {
+        return Err(HandshakeError::Malformed("not HTTP/1.1".into()));
+    }
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| HandshakeError::Malformed("bad status code".into()))?;
+    let reason = resp.reason.unwrap_or("").to_owned();
+    let headers = to_header_map(resp.headers)
+        .map_err(|name| HandshakeError::Malformed(format!("bad header {name:?}")))?;
+    Ok(Some((
+        ResponseHead {
+            status,
+            reason,
+            headers,
+        },
+        len,
+    )))
+}
+
+fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| h.name.to_owned())?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| h.name.to_owned())?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// A refusal of a client's handshake: the HTTP status, a one-line reason
+/// (sent as the body) and any headers the status calls for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {reason}")]
+pub struct Reject {
+    /// The HTTP status to answer with.
+    pub status: StatusCode,
+    /// A one-line reason, sent as the body.
+    pub reason: String,
+    /// Extra response headers (e.g. `Sec-WebSocket-Version: 13` with 426).
+    pub headers: HeaderMap,
+}
+
+impl Reject {
+    /// A refusal with a status and a reason.
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Reject {
+            status,
+            reason: reason.into(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    fn bad_request(reason: &str) -> Self {
+        Reject::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    /// The whole HTTP response, head and body; it asks the client to close.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let reason: String = self.reason.chars().filter(|c| !c.is_control()).collect();
+        let body = format!("{reason}\n");
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` until the blank
+/// line has arrived, then the request and its length in bytes. A head over
+/// `limit` bytes or [`MAX_HEADERS`] lines is refused with 431.
+pub fn parse_request(buf: &[u8], limit: usize) -> Result<Option<(Request<()>, usize)>, Reject> {
+    let too_large = || {
+        Reject::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request head exceeds {limit} bytes or {MAX_HEADERS} headers"),
+        )
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limit => return Err(too_large()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+        Err(e) => return Err(Reject::bad_request(&format!("malformed HTTP request: {e}"))),
+    };
+    if len > limit {
+        return Err(too_large());
+    }
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        _ => return Err(Reject::bad_request("HTTP/1.1 or later is required")),
+    };
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| Reject::bad_request("bad method"))?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(req.path.unwrap_or("/"))
+        .version(version);
+    if let Some(map) = builder.headers_mut() {
+        *map = to_header_map(req.headers)
+            .map_err(|name| Reject::bad_request(&format!("bad header {name:?}")))?;
+    }
+    let request = builder
+        .body(())
+        .map_err(|_| Reject::bad_request("bad request target"))?;
+    Ok(Some((request, len)))
+}
+
+/// What a valid client request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerHandshake {
+    /// The `Sec-WebSocket-Accept` value to answer with.
+    pub accept: String,
+    /// The subprotocols the client offered, in its order of preference.
+    pub protocols: Vec<String>,
+    /// The extension offers (`Sec-WebSocket-Extensions` elements), in order.
+    pub extensions: Vec<String>,
+}
+
+/// Checks a client's opening handshake (RFC 6455 §4.2.1).
+pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
+    if req.method() != Method::GET {
+        return Err(Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the WebSocket handshake must be a GET",
+        ));
+    }
+    let h = req.headers();
+    if h.get(header::HOST).is_none() {
+        return Err(Reject::bad_request("missing Host header"));
+    }
+    if !header_has_token(h, &header::UPGRADE, "websocket") {
+        let mut r = Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`");
+        r.headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return Err(r);
+    }
+    if !header_has_token(h, &header::CONNECTION, "upgrade") {
+        return Err(Reject::bad_request("missing `Connection: upgrade`"));
+    }
+    let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
+    if versions != ["13"] {
+        let mut r = Reject::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version; this server speaks 13",
+        );
+        r.headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(r);
+    }
+    let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(k), None) => k.as_bytes(),
+        _ => return Err(Reject::bad_request("missing or repeated Sec-WebSocket-Key")),
+    };
+    match BASE64.decode(key) {
+        Ok(nonce) if nonce.len() == 16 => {}
+        _ => {
+            return Err(Reject::bad_request(
+                "Sec-WebSocket-Key is not 16 bytes in base64",
+            ))
+        }
+    }
+    Ok(ServerHandshake {
+        accept: accept_key(key),
+        protocols: header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
+            .map(str::to_owned)
+            .collect(),
+        extensions: header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS)
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// The server's `101 Switching Protocols` answer (RFC 6455 §4.2.2).
+pub fn accept_response(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    headers: &HeaderMap,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut line = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    if let Some(p) = protocol {
+        line(b"Sec-WebSocket-Protocol", p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        line(b"Sec-WebSocket-Extensions", e.as_bytes());
+    }
+    for (name, value) in headers {
+        line(name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = DEFAULT_MAX_HANDSHAKE_SIZE;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_16_random_bytes() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_eq!(BASE64.decode(&a).unwrap().len(), 16);
+        assert_ne!(a, b);
+    }
+
+    fn server_answer(client: &ClientHandshake, extra: &str) -> ResponseHead {
+        let raw = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, UPGRADE\r\nSec-WebSocket-Accept: {}\r\n{extra}\r\n",
+            accept_key(client.key().as_bytes())
+        );
+        let (head, len) = parse_response(raw.as_bytes(), LIMIT).unwrap().unwrap();
+        assert_eq!(len, raw.len());
+        head
+    }
+
+    #[test]
+    fn client_and_server_agree() {
+        let mut client = ClientHandshake::new("example.com:8080", "/chat?x=1");
+        client
+            .protocol("chat")
+            .protocol("superchat")
+            .origin("http://example.com");
+        client.header("Authorization", "Bearer t").unwrap();
+        let bytes = client.to_bytes();
+        let (req, len) = parse_request(&bytes, LIMIT).unwrap().unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(req.uri(), "/chat?x=1");
+        assert_eq!(req.headers()["authorization"], "Bearer t");
+        assert_eq!(req.headers()["origin"], "http://example.com");
+        let server = check_request(&req).unwrap();
+        assert_eq!(server.protocols, ["chat", "superchat"]);
+        let resp = accept_response(&server.accept, Some("superchat"), None, &HeaderMap::new());
+        let (head, _) = parse_response(&resp, LIMIT).unwrap().unwrap();
+        assert_eq!(
+            client.check_response(&head).unwrap().protocol.as_deref(),
+            Some("superchat")
+        );
+    }
+
+    #[test]
+    fn response_tokens_are_case_insensitive() {
+        // RFC 6455 §4.1 items 2–3: "websocket" and "upgrade" match ASCII case-insensitively.
+        let client = ClientHandshake::new("h", "/");
+        assert!(client.check_response(&server_answer(&client, "")).is_ok());
+    }
+
+    #[test]
+    fn rejects_wrong_accept_key() {
+        let client = ClientHandshake::new("h", "/");
+        let other = ClientHandshake::new("h", "/");
+        assert_eq!(
+            client.check_response(&server_answer(&other, "")),
+            Err(HandshakeError::BadAccept)
+        );
+    }
+
+    #[test]
+    fn exposes_status_and_headers_of_a_refusal() {
+        let client = ClientHandshake::new("h", "/");
+        let raw = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\n\r\n";
+        let (head, _) = parse_response(raw, LIMIT).unwrap().unwrap();
+        match client.check_response(&head) {
+            Err(HandshakeError::Rejected(head)) => {
+                assert_eq!(head.status, StatusCode::UNAUTHORIZED);
+                assert_eq!(head.headers["www-authenticate"], "Basic realm=\"x\"");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_subprotocol_not_offered() {
+        // RFC 6455 §4.1 item 6.
+        let mut client = ClientHandshake::new("h", "/");
+        client.protocol("a");
+        let head = server_answer(&client, "Sec-WebSocket-Protocol: b\r\n");
+        assert_eq!(
+            client.check_response(&head),
+            Err(HandshakeError::ProtocolNotOffered("b".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_extension_not_offered() {
+        // RFC 6455 §4.1 item 5.
+        let client = ClientHandshake::new("h", "/");
+        let head = server_answer(&client, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        assert_eq!(
+            client.check_response(&head),
+            Err(HandshakeError::ExtensionNotOffered(
+                "permessage-deflate".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn rejects_missing_upgrade_headers() {
+        let client = ClientHandshake::new("h", "/");
+        let accept = accept_key(client.key().as_bytes());
+        for (raw, want) in [
+            (
+                format!("HTTP/1.1 101 OK\r\nConnection: upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+                HandshakeError::MissingUpgrade,
+            ),
+            (
+                format!("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+        ] {
+            let (head, _) = parse_response(raw.as_bytes(), LIMIT).unwrap().unwrap();
+            assert_eq!(client.check_response(&head), Err(want));
+        }
+    }
+
+    #[test]
+    fn refuses_handshake_headers_as_extra_headers_whatever_their_case() {
+        let mut client = ClientHandshake::new("h", "/");
+        for name in [
+            "sec-websocket-key",
+            "UPGRADE",
+            "Connection",
+            "Sec-WebSocket-Version",
+            "host",
+        ] {
+            assert!(matches!(
+                client.header(name, "x"),
+                Err(HandshakeError::ReservedHeader(_))
+            ));
+        }
+        assert!(client.header("X-Ok", "1").is_ok());
+    }
+
+    fn request(extra: &str) -> String {
+        format!("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n")
+    }
+
+    fn check(raw: &str) -> Result<ServerHandshake, Reject> {
+        let (req, _) = parse_request(raw.as_bytes(), LIMIT)?.expect("complete");
+        check_request(&req)
+    }
+
+    #[test]
+    fn answers_426_to_other_versions() {
+        // RFC 6455 §4.2.2 item 4.
+        let r = check(&request("Sec-WebSocket-Version: 8\r\n")).unwrap_err();
+        assert_eq!(r.status, StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(r.headers["sec-websocket-version"], "13");
+        let wire = String::from_utf8(r.to_bytes()).unwrap();
+        assert!(wire.starts_with("HTTP/1.1 426 "));
+        assert!(wire.contains("sec-websocket-version: 13\r\n"));
+    }
+
+    #[test]
+    fn accepts_a_valid_request() {
+        let hs = check(&request("Sec-WebSocket-Version: 13\r\n")).unwrap();
+        assert_eq!(hs.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn answers_400_to_bad_requests() {
+        let bad = [
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_owned(),
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_owned(),
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n".to_owned(),
+            "GET / HTTP/1.0\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_owned(),
+            "GARBAGE\0\r\n\r\n".to_owned(),
+        ];
+        for raw in bad {
+            let r = check(&raw).unwrap_err();
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{raw:?}");
+            assert!(!r.reason.contains('\n'));
+        }
+        let post = check(&request("Sec-WebSocket-Version: 13\r\n").replacen("GET", "POST", 1));
+        assert_eq!(post.unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn refuses_oversized_heads_with_431() {
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(LIMIT));
+        let r = parse_request(big.as_bytes(), LIMIT).unwrap_err();
+        assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: 1\r\n"))
+            .collect();
+        let r = parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), LIMIT);
+        assert_eq!(
+            r.unwrap_err().status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let resp = format!("HTTP/1.1 101 OK\r\nX: {}\r\n", "b".repeat(LIMIT));
+        assert_eq!(
+            parse_response(resp.as_bytes(), LIMIT),
+            Err(HandshakeError::TooLarge { limit: LIMIT })
+        );
+    }
+
+    #[test]
+    fn waits_for_the_whole_head() {
+        let raw = request("Sec-WebSocket-Version: 13\r\n");
+        for cut in 0..raw.len() {
+            assert!(matches!(
+                parse_request(&raw.as_bytes()[..cut], LIMIT),
+                Ok(None)
+            ));
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The connection state machine, rule by rule (RFC 6455 §5–§8). Each test
+//! builds frames by hand, feeds them to a `Connection` and checks the events
+//! and the exact bytes it answers with.
+
+use dialtone_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use dialtone_proto::mask::apply_mask;
+use dialtone_proto::{
+    CloseCode, CloseFrame, Config, Connection, Error, Event, MessageKind, ProtocolError, Role,
+    State,
+};
+
+/// Encodes one frame; masked (as a client sends) when `mask` is set.
+fn frame(opcode: OpCode, fin: bool, payload: &[u8], mask: bool) -> Vec<u8> {
+    let mut h = FrameHeader::new(opcode, payload.len() as u64);
+    h.fin = fin;
+    if mask {
+        h.mask = Some([0xa1, 0xb2, 0xc3, 0xd4]);
+    }
+    let mut head = [0; MAX_HEADER_LEN];
+    let n = h.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    let mut body = payload.to_vec();
+    if let Some(key) = h.mask {
+        apply_mask(&mut body, key);
+    }
+    out.extend(body);
+    out
+}
+
+/// A frame as a client sends it to a server.
+fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    frame(opcode, fin, payload, true)
+}
+
+fn server() -> Connection {
+    Connection::new(Role::Server, Config::default())
+}
+
+/// Everything the connection wants to write, decoded into frames.
+fn written(conn: &mut Connection) -> Vec<(FrameHeader, Vec<u8>)> {
+    written_after(conn, Vec::new())
+}
+
+/// Like `written`, for a connection whose first `bytes` were already taken.
+fn written_after(conn: &mut Connection, mut bytes: Vec<u8>) -> Vec<(FrameHeader, Vec<u8>)> {
+    while let Some(chunk) = conn.transmit_chunk() {
+        let chunk = chunk.to_vec();
+        conn.advance_transmit(chunk.len());
+        bytes.extend(chunk);
+    }
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (h, n) = FrameHeader::decode(rest).unwrap().unwrap();
+        let end = n + h.payload_len as usize;
+        let mut payload = rest[n..end].to_vec();
+        if let Some(key) = h.mask {
+            apply_mask(&mut payload, key);
+        }
+        frames.push((h, payload));
+        rest = &rest[end..];
+    }
+    frames
+}
+
+fn events(conn: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| conn.next_event()).collect()
+}
+
+/// Feeds `bytes` to a server and checks it fails with `error` and answers
+/// with a close frame carrying `code`.
+fn assert_fails_with(bytes: &[u8], error: ProtocolError, code: CloseCode) {
+    let mut s = server();
+    assert_eq!(s.receive(bytes), Err(error.clone()));
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.error(), Some(&error));
+    let out = written(&mut s);
+    let (h, payload) = out.last().expect("a close frame");
+    assert_eq!(h.opcode, OpCode::Close);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code.as_u16());
+    assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    assert!(
+        s.should_close_transport(),
+        "a server closes TCP after failing"
+    );
+}
+
+#[test]
+fn delivers_text_and_binary_messages() {
+    let mut s = server();
+    let mut bytes = client_frame(OpCode::Text, true, "κόσμε".as_bytes());
+    bytes.extend(client_frame(OpCode::Binary, true, &[0, 255, 7]));
+    s.receive(&bytes).unwrap();
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Text("κόσμε".into()),
+            Event::Binary(vec![0, 255, 7].into())
+        ]
+    );
+}
+
+#[test]
+fn reassembles_fragmented_message_fed_one_byte_at_a_time() {
+    // §5.4: fragments in order, control frames may be interleaved.
+    let mut bytes = client_frame(OpCode::Text, false, b"Hel");
+    bytes.extend(client_frame(OpCode::Ping, true, b"p"));
+    bytes.extend(client_frame(OpCode::Continuation, false, b""));
+    bytes.extend(client_frame(OpCode::Continuation, true, "lo κ".as_bytes()));
+    let mut s = server();
+    for b in &bytes {
+        s.receive(&[*b]).unwrap();
+    }
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Ping(b"p".to_vec().into()),
+            Event::Text("Hello κ".into())
+        ]
+    );
+}
+
+#[test]
+fn answers_ping_with_pong_of_same_payload() {
+    // §5.5.2.
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Ping, true, b"are you there"))
+        .unwrap();
+    let out = written(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.opcode, OpCode::Pong);
+    assert_eq!(out[0].1, b"are you there");
+    assert!(out[0].0.mask.is_none(), "servers never mask");
+}
+
+#[test]
+fn client_masks_every_frame_with_fresh_keys() {
+    // §5.3: a new unpredictable key per frame.
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.send_text("a").unwrap();
+    c.send_text("a").unwrap();
+    let out = written(&mut c);
+    assert!(out.iter().all(|(h, p)| h.mask.is_some() && p == b"a"));
+    assert_ne!(out[0].0.mask, out[1].0.mask);
+}
+
+#[test]
+fn fragments_large_outgoing_messages() {
+    let mut c = Connection::new(Role::Client, Config::default().max_send_frame_size(4));
+    c.send_binary(b"0123456789").unwrap();
+    let out = written(&mut c);
+    let shape: Vec<(OpCode, bool, &[u8])> =
+        out.iter().map(|(h, p)| (h.opcode, h.fin, &p[..])).collect();
+    assert_eq!(
+        shape,
+        [
+            (OpCode::Binary, false, &b"0123"[..]),
+            (OpCode::Continuation, false, &b"4567"[..]),
+            (OpCode::Continuation, true, &b"89"[..]),
+        ]
+    );
+    // And the other side puts them back together.
+    let mut s = server();
+    let mut raw = Vec::new();
+    for (h, p) in &out {
+        raw.extend(frame(h.opcode, h.fin, p, true));
+    }
+    s.receive(&raw).unwrap();
+    assert_eq!(
+        events(&mut s),
+        [Event::Binary(b"0123456789".to_vec().into())]
+    );
+}
+
+#[test]
+fn control_frames_go_ahead_of_queued_data_frames() {
+    let mut s = Connection::new(Role::Server, Config::default().max_send_frame_size(2));
+    s.send_binary(b"abcdef").unwrap();
+    // Part of the first data frame is written: it must be finished first.
+    let first = s.transmit_chunk().unwrap()[0];
+    s.advance_transmit(1);
+    s.receive(&client_frame(OpCode::Ping, true, b"!")).unwrap();
+    let out = written_after(&mut s, vec![first]);
+    let ops: Vec<OpCode> = out.iter().map(|(h, _)| h.opcode).collect();
+    assert_eq!(
+        ops,
+        [
+            OpCode::Binary,
+            OpCode::Pong,
+            OpCode::Continuation,
+            OpCode::Continuation
+        ]
+    );
+}
+
+#[test]
+fn sends_fragments_piece_by_piece() {
+    let mut s = server();
+    s.send_fragment(MessageKind::Text, b"ab", false).unwrap();
+    assert_eq!(s.send_text("x"), Err(Error::FragmentedMessageInProgress));
+    s.send_ping(b"").unwrap();
+    s.send_fragment(MessageKind::Text, b"c", true).unwrap();
+    let ops: Vec<(OpCode, bool)> = written(&mut s)
+        .iter()
+        .map(|(h, _)| (h.opcode, h.fin))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (OpCode::Ping, true),
+            (OpCode::Text, false),
+            (OpCode::Continuation, true)
+        ]
+    );
+}
+
+#[test]
+fn rejects_rsv_bits_without_extension() {
+    // §5.2.
+    let mut bytes = client_frame(OpCode::Text, true, b"x");
+    bytes[0] |= 0x40;
+    assert_fails_with(
+        &bytes,
+        ProtocolError::ReservedBitsSet,
+        CloseCode::ProtocolError,
+    );
+    bytes[0] = (bytes[0] & !0x40) | 0x10;
+    assert_fails_with(
+        &bytes,
+        ProtocolError::ReservedBitsSet,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_unknown_opcode() {
+    // §5.2: opcodes 3–7 and B–F are reserved.
+    let mut bytes = client_frame(OpCode::Binary, true, b"");
+    bytes[0] = 0x80 | 0x0B;
+    assert_fails_with(
+        &bytes,
+        ProtocolError::UnknownOpcode(0xB),
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_unmasked_frame_from_client() {
+    // §5.1.
+    let bytes = frame(OpCode::Text, true, b"hi", false);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::UnmaskedFrame,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_masked_frame_from_server() {
+    // §5.1.
+    let mut c = Connection::new(Role::Client, Config::default());
+    assert_eq!(
+        c.receive(&frame(OpCode::Text, true, b"hi", true)),
+        Err(ProtocolError::MaskedFrame)
+    );
+    let out = written(&mut c);
+    assert_eq!(out[0].0.opcode, OpCode::Close);
+    assert!(
+        out[0].0.mask.is_some(),
+        "a client masks its close frame too"
+    );
+}
+
+#[test]
+fn rejects_control_frame_over_125_bytes() {
+    // §5.5.
+    let bytes = client_frame(OpCode::Ping, true, &[0; 126]);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::ControlFrameTooLong(126),
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_fragmented_control_frame() {
+    // §5.5.
+    let bytes = client_frame(OpCode::Pong, false, b"x");
+    assert_fails_with(
+        &bytes,
+        ProtocolError::FragmentedControlFrame,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_continuation_without_start() {
+    // §5.4.
+    let bytes = client_frame(OpCode::Continuation, true, b"x");
+    assert_fails_with(
+        &bytes,
+        ProtocolError::UnexpectedContinuation,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_new_data_frame_inside_fragmented_message() {
+    // §5.4.
+    let mut bytes = client_frame(OpCode::Text, false, b"a");
+    bytes.extend(client_frame(OpCode::Binary, true, b"b"));
+    assert_fails_with(
+        &bytes,
+        ProtocolError::ExpectedContinuation,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_one_byte_close_payload() {
+    // §5.5.1.
+    let bytes = client_frame(OpCode::Close, true, &[3]);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::CloseTooShort,
+        CloseCode::ProtocolError,
+    );
+}
+
+#[test]
+fn rejects_close_code_not_allowed_on_the_wire() {
+    // §7.4.
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        let bytes = client_frame(OpCode::Close, true, &code.to_be_bytes());
+        assert_fails_with(
+            &bytes,
+            ProtocolError::InvalidCloseCode(code),
+            CloseCode::ProtocolError,
+        );
+    }
+}
+
+#[test]
+fn rejects_invalid_utf8_in_text_with_1007() {
+    // §8.1.
+    let bytes = client_frame(OpCode::Text, true, &[0xce, 0xba, 0xff]);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::InvalidUtf8,
+        CloseCode::InconsistentData,
+    );
+}
+
+#[test]
+fn rejects_invalid_utf8_in_close_reason_with_1007() {
+    // §5.5.1 / §8.1.
+    let bytes = client_frame(OpCode::Close, true, &[0x03, 0xe8, 0xff]);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::InvalidUtf8InCloseReason,
+        CloseCode::InconsistentData,
+    );
+}
+
+#[test]
+fn fails_fast_on_invalid_utf8_before_the_frame_ends() {
+    // §8.1; Autobahn 6.4.3: the bad byte arrives, the frame is not complete.
+    let mut payload = "κόσμε".as_bytes().to_vec();
+    payload.extend([0xf4, 0x90, 0x80, 0x80]);
+    payload.extend(b"more to come");
+    let bytes = client_frame(OpCode::Text, true, &payload);
+    let mut s = server();
+    let head = 6; // 2-byte header + 4-byte mask
+    s.receive(&bytes[..head + 10]).unwrap();
+    assert_eq!(
+        s.receive(&bytes[head + 10..head + 12]),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn fails_fast_on_invalid_utf8_in_a_non_final_fragment() {
+    // §8.1; Autobahn 6.4.1: the message is not complete when it fails.
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Text, false, "κόσμε".as_bytes()))
+        .unwrap();
+    assert_eq!(
+        s.receive(&client_frame(OpCode::Continuation, false, &[0xf4, 0x90])),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn rejects_frame_over_limit_without_allocating() {
+    // A header claiming 2^63 − 1 bytes: refused from the header alone.
+    let mut bytes = vec![0x82, 0x80 | 127];
+    bytes.extend(((1u64 << 63) - 1).to_be_bytes());
+    bytes.extend([1, 2, 3, 4]);
+    assert_fails_with(
+        &bytes,
+        ProtocolError::FrameTooBig {
+            size: (1 << 63) - 1,
+            limit: Config::DEFAULT_MAX_FRAME_SIZE,
+        },
+        CloseCode::TooBig,
+    );
+}
+
+#[test]
+fn rejects_message_over_limit_with_1009() {
+    let mut s = Connection::new(Role::Server, Config::default().max_message_size(5));
+    s.receive(&client_frame(OpCode::Binary, false, b"123"))
+        .unwrap();
+    assert_eq!(
+        s.receive(&client_frame(OpCode::Continuation, true, b"456")),
+        Err(ProtocolError::MessageTooBig { size: 6, limit: 5 })
+    );
+    assert_eq!(written(&mut s)[0].1[..2], 1009u16.to_be_bytes());
+}
+
+#[test]
+fn echoes_peer_close_code_and_closes_first_as_server() {
+    // §5.5.1, §7.1.1: answer a close with a close, echoing the code; the
+    // server closes the TCP connection first.
+    let mut s = server();
+    let payload = CloseFrame::new(CloseCode::GoingAway, "bye").to_payload();
+    s.receive(&client_frame(OpCode::Close, true, &payload))
+        .unwrap();
+    assert_eq!(
+        events(&mut s),
+        [Event::Close(CloseFrame::new(CloseCode::GoingAway, "bye"))]
+    );
+    assert_eq!(s.state(), State::Closed);
+    assert!(!s.should_close_transport(), "the echo is not written yet");
+    let out = written(&mut s);
+    assert_eq!(out[0].0.opcode, OpCode::Close);
+    assert_eq!(out[0].1[..2], 1001u16.to_be_bytes());
+    assert!(s.should_close_transport());
+    assert_eq!(s.send_text("late"), Err(Error::Closed));
+}
+
+#[test]
+fn client_waits_for_the_server_to_close_the_transport() {
+    // §7.1.1: the client waits for the server's TCP close.
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.close(CloseFrame::new(CloseCode::Normal, "done")).unwrap();
+    assert_eq!(c.state(), State::Closing);
+    written(&mut c);
+    c.receive(&frame(OpCode::Close, true, &1000u16.to_be_bytes(), false))
+        .unwrap();
+    assert_eq!(c.state(), State::Closed);
+    assert!(!c.should_close_transport());
+    c.receive_eof();
+    assert!(c.should_close_transport());
+    assert_eq!(
+        c.close_received(),
+        Some(&CloseFrame::new(CloseCode::Normal, ""))
+    );
+}
+
+#[test]
+fn close_without_code_is_reported_as_no_reason() {
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Close, true, b"")).unwrap();
+    assert_eq!(
+        events(&mut s),
+        [Event::Close(CloseFrame::new(CloseCode::NoReason, ""))]
+    );
+    // And the echo carries no code either.
+    assert!(written(&mut s)[0].1.is_empty());
+}
+
+#[test]
+fn transport_end_without_close_is_reported_as_abruptly() {
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Text, false, b"half"))
+        .unwrap();
+    s.receive_eof();
+    assert_eq!(
+        events(&mut s),
+        [Event::Close(CloseFrame::new(CloseCode::Abruptly, ""))]
+    );
+}
+
+#[test]
+fn keeps_delivering_messages_while_closing() {
+    // §7.1.2: after sending a close, the endpoint still reads until the peer's close.
+    let mut s = server();
+    s.close(CloseFrame::new(CloseCode::Normal, "")).unwrap();
+    s.receive(&client_frame(OpCode::Text, true, b"last"))
+        .unwrap();
+    assert_eq!(events(&mut s), [Event::Text("last".into())]);
+}
+
+#[test]
+fn close_goes_after_the_data_already_handed_over() {
+    let mut s = server();
+    s.send_text("one").unwrap();
+    s.close(CloseFrame::new(CloseCode::Normal, "")).unwrap();
+    let ops: Vec<OpCode> = written(&mut s).iter().map(|(h, _)| h.opcode).collect();
+    assert_eq!(ops, [OpCode::Text, OpCode::Close]);
+}
+
+#[test]
+fn refuses_to_send_reserved_close_codes() {
+    let mut s = server();
+    assert_eq!(
+        s.close(CloseFrame::new(CloseCode::Abruptly, "")),
+        Err(Error::CloseCodeNotSendable(CloseCode::Abruptly))
+    );
+    assert_eq!(s.state(), State::Open);
+}
+
+#[test]
+fn ignores_everything_after_the_close_frame() {
+    // §5.5.1: the close frame is the last frame.
+    let mut s = server();
+    let mut bytes = client_frame(OpCode::Close, true, &1000u16.to_be_bytes());
+    bytes.extend(client_frame(OpCode::Text, true, b"ignored"));
+    bytes.extend([0xff; 10]);
+    s.receive(&bytes).unwrap();
+    assert_eq!(events(&mut s).len(), 1);
+}
+
+#[test]
+fn rejects_ping_payload_over_125_bytes_from_the_application() {
+    let mut s = server();
+    assert_eq!(
+        s.send_ping(&[0; 126]),
+        Err(Error::ControlPayloadTooLong(126))
+    );
+}
