@@ -103,7 +103,10 @@ run_server() {
   "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo >"$dir/dialtone-serve.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  "$PY" "$HELPER" wait-port "$port" "$pid" 30
+  if ! "$PY" "$HELPER" wait-port "$port" "$pid" 30; then
+    tail -n 20 "$dir/dialtone-serve.log" >&2 || true
+    exit 1
+  fi
   log "server: kosoku fuzzingclient -> ws://127.0.0.1:$port"
   # kosoku exits 1 when a case FAILED (and treats NON-STRICT as a pass):
   # its exit status is not the verdict, the report is.
@@ -126,7 +129,10 @@ run_client() {
     >"$dir/kosoku.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
-  "$PY" "$HELPER" wait-port "$port" "$pid" 30
+  if ! "$PY" "$HELPER" wait-port "$port" "$pid" 30; then
+    tail -n 20 "$dir/kosoku.log" >&2 || true
+    exit 1
+  fi
   count="$("$PY" "$HELPER" case-count "$port")"
   log "client: kosoku fuzzingserver on 127.0.0.1:$port serves $count cases"
   deadline=$((SECONDS + CLIENT_TIMEOUT))

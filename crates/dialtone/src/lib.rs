@@ -1,1 +1,45 @@
+//! # dialtone
+//!
+//! A WebSocket dialer (client) and listener (server) for tokio and for plain
+//! `std::net`, driving the sans-I/O RFC 6455 core of [`dialtone_proto`].
+//!
+//! ```no_run
+//! # async fn run() -> dialtone::Result<()> {
+//! use dialtone::{CloseCode, Dialer, Message};
+//!
+//! let (mut ws, _response) = Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+//! ws.send("hello").await?;
+//! if let Some(Ok(Message::Text(reply))) = ws.recv().await {
+//!     println!("{reply}");
+//! }
+//! ws.close(CloseCode::Normal, "done").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Rooms: [`dialer`] (URL → TCP → handshake), [`listener`] (accept a
+//! handshake on any transport), [`socket`] (the async [`WebSocket`]),
+//! [`blocking`] (the same over `std::io`), [`message`], [`handshake`] and
+//! [`error`].
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod blocking;
+pub mod dialer;
+pub mod error;
+pub mod handshake;
+pub mod listener;
+pub mod message;
+pub mod socket;
+
+pub use dialer::Dialer;
+pub use error::{Error, Result};
+pub use handshake::{Acceptor, Response};
+pub use listener::{accept, Incoming, Listener};
+pub use message::Message;
+pub use socket::{WebSocket, WsReader, WsWriter};
+
+pub use dialtone_proto as proto;
+pub use dialtone_proto::handshake::Reject;
+pub use dialtone_proto::http;
+pub use dialtone_proto::{CloseCode, CloseFrame, Config, MessageKind, Utf8Bytes};

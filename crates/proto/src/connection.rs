@@ -261,12 +261,11 @@ impl Connection {
 
     /// Whether the transport should be closed now: close frames went both
     /// ways (or the connection failed) and all output is written. A server
-    /// closes first (RFC 6455 §7.1.1); a client waits for the server to close,
-    /// and so is told only once the transport ended, or after a failure.
+    /// closes first (RFC 6455 §7.1.1); a client waits for the server to close
+    /// (even after failing the connection, §7.1.7), and so is told only once
+    /// the transport ended: the I/O layer gives up waiting after a timeout.
     pub fn should_close_transport(&self) -> bool {
-        self.state == State::Closed
-            && self.out.len == 0
-            && (self.role == Role::Server || self.eof || self.error.is_some())
+        self.state == State::Closed && self.out.len == 0 && (self.role == Role::Server || self.eof)
     }
 
     /// Whether the transport has ended ([`Connection::receive_eof`] was called).

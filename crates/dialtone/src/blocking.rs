@@ -1,0 +1,282 @@
+//! The same WebSocket over `std::io` for programs without an async runtime:
+//! [`WebSocket`] over any `Read + Write`, [`Dialer::dial_blocking`] and
+//! [`Acceptor::accept_blocking`] over `std::net::TcpStream`. The core is the
+//! same `dialtone_proto::Connection` as the async face drives.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use dialtone_proto::http::Request;
+use dialtone_proto::{CloseCode, CloseFrame, Connection, Role, State};
+
+use crate::dialer::Dialer;
+use crate::error::{Error, Result};
+use crate::handshake::{client_step, parse_url, target, Acceptor, Response, HANDSHAKE_READ};
+use crate::message::{self, Message};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A blocking WebSocket over a transport `S`.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    protocol: Option<String>,
+    pending_error: Option<Error>,
+    terminated: bool,
+}
+
+impl<S: Read + Write> WebSocket<S> {
+    /// Wraps a transport on which the opening handshake is already done.
+    pub fn from_connection(io: S, mut conn: Connection, protocol: Option<String>) -> Self {
+        let pending_error = conn.process().err().map(Error::from);
+        WebSocket {
+            io,
+            conn,
+            protocol,
+            pending_error,
+            terminated: false,
+        }
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The sans-I/O connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The close frame the peer sent, once it has.
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.conn.close_received()
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        while self.conn.pending_output() > 0 {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = self.conn.transmit_slices(&mut slices);
+            let written = self.io.write_vectored(&slices[..n])?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.conn.advance_transmit(written);
+        }
+        self.io.flush()
+    }
+
+    /// Receives the next message; `None` once the connection is closed and
+    /// its close message was returned.
+    pub fn recv(&mut self) -> Option<Result<Message>> {
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Some(Err(e));
+            }
+            if let Some(event) = self.conn.next_event() {
+                return Some(Ok(event.into()));
+            }
+            if self.terminated {
+                return None;
+            }
+            if let Err(e) = self.write_out() {
+                self.terminated = true;
+                if self.conn.state() != State::Closed {
+                    self.conn.receive_eof();
+                    return Some(Err(e.into()));
+                }
+                continue;
+            }
+            if self.conn.state() == State::Closed
+                && (self.conn.role() == Role::Server || self.conn.eof_received())
+            {
+                // The server closes first (RFC 6455 §7.1.1): dropping the
+                // socket closes it.
+                self.terminated = true;
+                continue;
+            }
+            let buf = self.conn.read_buffer();
+            let start = buf.len();
+            buf.resize(start + READ_CHUNK, 0);
+            let read = self.io.read(&mut buf[start..]);
+            let buf = self.conn.read_buffer();
+            buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => self.conn.receive_eof(),
+                Ok(_) => {
+                    if let Err(e) = self.conn.process() {
+                        self.pending_error = Some(e.into());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let closed = self.conn.state() == State::Closed;
+                    self.conn.receive_eof();
+                    if !closed {
+                        self.pending_error = Some(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a message and writes it out.
+    pub fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        message::queue(&mut self.conn, &msg.into())?;
+        self.write_out()?;
+        Ok(())
+    }
+
+    /// Closes: sends a close frame, then reads (dropping data messages) until
+    /// the peer's close and the end of the transport. Returns the peer's
+    /// close frame.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<Option<CloseFrame>> {
+        self.conn.close(CloseFrame::new(code, reason))?;
+        self.write_out()?;
+        while let Some(msg) = self.recv() {
+            if let Err(e) = msg {
+                tracing::debug!("while closing: {e}");
+            }
+        }
+        Ok(self.conn.close_received().cloned())
+    }
+}
+
+impl Dialer {
+    /// Dials a `ws://` URL without an async runtime. The dial timeout bounds
+    /// each connect attempt and the handshake.
+    pub fn dial_blocking(&self, url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
+        let url = parse_url(url)?;
+        let (_, _, port) = target(&url)?;
+        let host = match url.host() {
+            Some(url::Host::Ipv6(addr)) => addr.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(Error::Url(format!("{url} has no host"))),
+        };
+        let deadline = Instant::now() + self.timeout_value();
+        let addrs = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|source| Error::Dns {
+                host: host.clone(),
+                source,
+            })?;
+        let mut last = None;
+        let mut stream = None;
+        for addr in addrs {
+            let left = remaining(deadline, self.timeout_value())?;
+            match TcpStream::connect_timeout(&addr, left) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        let mut stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some((addr, source))) => {
+                return Err(Error::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            (None, None) => {
+                return Err(Error::Dns {
+                    host,
+                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+                })
+            }
+        };
+        stream.set_nodelay(true)?;
+        let request = self.request(&url)?;
+        stream.set_write_timeout(Some(remaining(deadline, self.timeout_value())?))?;
+        stream.write_all(&request.to_bytes())?;
+        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
+        loop {
+            stream.set_read_timeout(Some(remaining(deadline, self.timeout_value())?))?;
+            let start = buf.len();
+            buf.resize(start + HANDSHAKE_READ, 0);
+            let n = match stream.read(&mut buf[start..]) {
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => return Err(Error::Timeout(self.timeout_value())),
+                Err(e) => return Err(e.into()),
+            };
+            buf.truncate(start + n);
+            if n == 0 {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the handshake",
+                )));
+            }
+            if let Some((conn, response)) = client_step(&request, self.config_ref(), &mut buf)? {
+                stream.set_write_timeout(None)?;
+                stream.set_read_timeout(None)?;
+                let ws = WebSocket::from_connection(stream, conn, response.protocol.clone());
+                return Ok((ws, response));
+            }
+        }
+    }
+}
+
+impl Acceptor {
+    /// Accepts a handshake on a blocking TCP stream (see [`Acceptor::accept`]).
+    pub fn accept_blocking(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<(WebSocket<TcpStream>, Request<()>)> {
+        let deadline = Instant::now() + self.handshake_timeout;
+        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
+        let outcome = loop {
+            stream.set_read_timeout(Some(remaining(deadline, self.handshake_timeout)?))?;
+            let start = buf.len();
+            buf.resize(start + HANDSHAKE_READ, 0);
+            let n = match stream.read(&mut buf[start..]) {
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => return Err(Error::Timeout(self.handshake_timeout)),
+                Err(e) => return Err(e.into()),
+            };
+            buf.truncate(start + n);
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            match self.step(&mut buf) {
+                Ok(None) => continue,
+                Ok(Some(outcome)) => break outcome,
+                Err(reject) => {
+                    let _ = stream.write_all(&reject.to_bytes());
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    return Err(Error::Refused(reject));
+                }
+            }
+        };
+        stream.set_read_timeout(None)?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&outcome.answer)?;
+        let ws = WebSocket::from_connection(stream, outcome.conn, outcome.protocol);
+        Ok((ws, outcome.request))
+    }
+}
+
+fn remaining(deadline: Instant, total: Duration) -> Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(Error::Timeout(total))
+    } else {
+        Ok(left)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

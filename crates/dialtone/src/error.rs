@@ -1,0 +1,72 @@
+//! The one error type of the I/O crate.
+
+use std::io;
+
+use dialtone_proto::handshake::{HandshakeError, Reject};
+use dialtone_proto::ProtocolError;
+
+/// Everything that can go wrong dialing, accepting or using a WebSocket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed or lacks a host.
+    #[error("invalid URL: {0}")]
+    Url(String),
+    /// The URL's scheme is not one this build dials.
+    #[error("unsupported URL scheme {0:?} (expected ws)")]
+    UnsupportedScheme(String),
+    /// The host name did not resolve.
+    #[error("could not resolve {host}: {source}")]
+    Dns {
+        /// The name that was looked up.
+        host: String,
+        /// What the resolver said.
+        source: io::Error,
+    },
+    /// No address of the host accepted a TCP connection.
+    #[error("could not connect to {addr}: {source}")]
+    Connect {
+        /// The last address tried.
+        addr: String,
+        /// The last error.
+        source: io::Error,
+    },
+    /// The dial (or the server's handshake) did not finish in time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The server refused the handshake or answered badly. A refusal
+    /// (`HandshakeError::Rejected`) keeps the status and headers.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// We refused a client's handshake (and answered it with this status).
+    #[error("handshake refused: {0}")]
+    Refused(Reject),
+    /// The peer broke the protocol; the connection was closed with the
+    /// matching code.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The connection is closed; nothing more can be sent or received.
+    #[error("connection closed")]
+    Closed,
+    /// The application asked for something the protocol does not allow
+    /// (e.g. a reserved close code, a ping over 125 bytes).
+    #[error("{0}")]
+    Usage(dialtone_proto::Error),
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<dialtone_proto::Error> for Error {
+    fn from(e: dialtone_proto::Error) -> Self {
+        match e {
+            dialtone_proto::Error::Protocol(p) => Error::Protocol(p),
+            dialtone_proto::Error::Handshake(h) => Error::Handshake(h),
+            dialtone_proto::Error::Closed => Error::Closed,
+            other => Error::Usage(other),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,431 @@
+//! [`WebSocket`]: a `dialtone_proto::Connection` driven over any tokio
+//! `AsyncRead + AsyncWrite` transport.
+//!
+//! The socket only moves bytes: every protocol rule is the core's. What it
+//! adds is what needs a clock or a transport: waiting for the peer's close
+//! with a timeout, closing TCP at the right moment, and backpressure.
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+
+use dialtone_proto::{CloseCode, CloseFrame, Connection, Role, State};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::error::{Error, Result};
+use crate::message::{self, Message};
+
+/// How long to wait for the peer's side of the closing handshake (its close
+/// frame, or its closing of TCP) before dropping the connection. As in EFL.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads go into the connection's buffer in pieces of at least this size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// `poll_ready` waits for the output to drain below this many bytes.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// The transport and the core, and the state of the transport's closing.
+#[derive(Debug)]
+struct Inner<S> {
+    io: S,
+    conn: Connection,
+    close_timeout: Duration,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    /// An error to report from the next receive.
+    pending_error: Option<Error>,
+    /// Our side of TCP is shut down (after the closing handshake).
+    shutdown: bool,
+    /// The transport is done: no more events will come.
+    terminated: bool,
+    /// A split writer waiting for the transport to accept bytes.
+    write_waker: Option<Waker>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    /// Writes queued output until it is all written and flushed.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.pending_output() > 0 {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = self.conn.transmit_slices(&mut slices);
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.advance_transmit(written);
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.write_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            if let Some(e) = self.pending_error.take() {
+                return Poll::Ready(Some(Err(e)));
+            }
+            if let Some(event) = self.conn.next_event() {
+                return Poll::Ready(Some(Ok(event.into())));
+            }
+            if self.terminated {
+                return Poll::Ready(None);
+            }
+            // Pongs and close frames the core queued go out as we read.
+            let mut output_blocked = false;
+            if self.conn.pending_output() > 0 {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => self.wake_writer(),
+                    Poll::Ready(Err(e)) => {
+                        self.terminated = true;
+                        self.wake_writer();
+                        if self.conn.state() == State::Closed {
+                            continue; // the peer is gone; nothing is lost
+                        }
+                        self.conn.receive_eof();
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Pending => output_blocked = true,
+                }
+            }
+            if self.conn.state() != State::Open && !output_blocked {
+                // Our close frame is out: the closing handshake ends with the
+                // peer's close frame and the end of TCP.
+                if self.conn.state() == State::Closed {
+                    if !self.shutdown
+                        && (self.conn.role() == Role::Server || self.conn.eof_received())
+                    {
+                        // RFC 6455 §7.1.1: the server closes TCP first. An
+                        // error here only means the peer already went away.
+                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                        self.shutdown = true;
+                    }
+                    if self.conn.eof_received() {
+                        self.terminated = true;
+                        continue;
+                    }
+                }
+                // Wait for the peer, but not forever.
+                let timeout = self.close_timeout;
+                let timer = self
+                    .close_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.conn.receive_eof();
+                    self.terminated = true;
+                    continue;
+                }
+            }
+            if self.conn.eof_received() {
+                // Only output is left to write, and it is blocked.
+                return Poll::Pending;
+            }
+            let buf = self.conn.read_buffer();
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                self.conn.read_buffer()
+            )) {
+                Ok(0) => self.conn.receive_eof(),
+                Ok(_) => {
+                    if let Err(e) = self.conn.process() {
+                        self.pending_error = Some(e.into());
+                    }
+                }
+                Err(e) => {
+                    let closed = self.conn.state() == State::Closed;
+                    self.conn.receive_eof();
+                    if !closed {
+                        self.pending_error = Some(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.conn.pending_output() > WRITE_HIGH_WATER {
+            ready!(self.poll_flush(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(&mut self, msg: &Message) -> Result<()> {
+        message::queue(&mut self.conn, msg).map_err(Error::from)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match self.poll_write_out(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(Error::from)),
+            Poll::Pending => {
+                self.write_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A WebSocket over a transport `S` (a `TcpStream`, a TLS stream, or
+/// anything `AsyncRead + AsyncWrite`).
+///
+/// Receive with [`WebSocket::recv`] or as a [`Stream`]; send with
+/// [`WebSocket::send`] or as a [`Sink`]. A received ping is answered by the
+/// core; a received close is answered too, and is the last message before
+/// the stream ends.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    inner: Inner<S>,
+    protocol: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport on which the opening handshake is already done.
+    /// Bytes already read past the handshake belong in `conn`'s read buffer.
+    pub fn from_connection(io: S, conn: Connection, protocol: Option<String>) -> Self {
+        let mut inner = Inner {
+            io,
+            conn,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_timer: None,
+            pending_error: None,
+            shutdown: false,
+            terminated: false,
+            write_waker: None,
+        };
+        if let Err(e) = inner.conn.process() {
+            inner.pending_error = Some(e.into());
+        }
+        WebSocket { inner, protocol }
+    }
+
+    /// Sets how long to wait for the peer's part of the closing handshake.
+    pub fn set_close_timeout(&mut self, timeout: Duration) {
+        self.inner.close_timeout = timeout;
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The sans-I/O connection (state, close frames, configuration).
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// The close frame the peer sent (`Abruptly` if the transport ended
+    /// without one), once the connection is closing.
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.inner.conn.close_received()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.io
+    }
+
+    /// Receives the next message; `None` once the connection is closed and
+    /// its close message was returned.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.inner.poll_recv(cx)).await
+    }
+
+    /// Sends a message and waits until it is written to the transport.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.start_send(&msg)?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Queues a message without waiting for it to be written; [`WebSocket::flush`]
+    /// writes everything queued.
+    pub fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
+        self.inner.start_send(&msg.into())
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Sends one piece of a message sent in fragments (RFC 6455 §5.4): the
+    /// first piece gives the kind, `fin` marks the last. Control frames may
+    /// go out between pieces; other messages may not.
+    pub async fn send_fragment(
+        &mut self,
+        kind: dialtone_proto::MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<()> {
+        self.inner
+            .conn
+            .send_fragment(kind, data, fin)
+            .map_err(Error::from)?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
+    /// Sends a ping (payload at most 125 bytes).
+    pub async fn ping(&mut self, payload: impl Into<bytes::Bytes>) -> Result<()> {
+        self.send(Message::Ping(payload.into())).await
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason`
+    /// after everything already queued, then reads (dropping any data
+    /// messages still arriving) until the peer's close and the transport's
+    /// end, or the close timeout. Returns the peer's close frame.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<Option<CloseFrame>> {
+        self.inner
+            .conn
+            .close(CloseFrame::new(code, reason))
+            .map_err(Error::from)?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await?;
+        while let Some(msg) = self.recv().await {
+            if let Err(e) = msg {
+                tracing::debug!("while closing: {e}");
+            }
+        }
+        Ok(self.inner.conn.close_received().cloned())
+    }
+
+    /// Splits the socket into a receiving and a sending half, to use from two
+    /// tasks.
+    pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
+        let shared = Arc::new(Mutex::new(self.inner));
+        (
+            WsReader {
+                shared: shared.clone(),
+            },
+            WsWriter { shared },
+        )
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.inner.start_send(&item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_flush(cx)
+    }
+
+    /// Starts the closing handshake with `Normal` (if not started) and
+    /// flushes; keep receiving to see the peer's close.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.inner.conn.state() == State::Open {
+            self.inner
+                .conn
+                .close(CloseFrame::new(CloseCode::Normal, ""))
+                .map_err(Error::from)?;
+        }
+        self.inner.poll_flush(cx)
+    }
+}
+
+fn lock<S>(m: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
+    // A panic while holding the lock leaves the connection as it was between
+    // two calls; keep using it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The receiving half of a split [`WebSocket`]; a [`Stream`] of messages.
+#[derive(Debug)]
+pub struct WsReader<S> {
+    shared: Arc<Mutex<Inner<S>>>,
+}
+
+/// The sending half of a split [`WebSocket`]; a [`Sink`] of messages.
+#[derive(Debug)]
+pub struct WsWriter<S> {
+    shared: Arc<Mutex<Inner<S>>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    /// Receives the next message, as [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| lock(&self.shared).poll_recv(cx)).await
+    }
+
+    /// The close frame the peer sent, once it has.
+    pub fn close_received(&self) -> Option<CloseFrame> {
+        lock(&self.shared).conn.close_received().cloned()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    /// Sends a message, as [`WebSocket::send`].
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        poll_fn(|cx| lock(&self.shared).poll_ready(cx)).await?;
+        lock(&self.shared).start_send(&msg)?;
+        poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
+    }
+
+    /// Sends a close frame; the reader sees the peer's answer.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.send(Message::Close(CloseFrame::new(code, reason)))
+            .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsReader<S> {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        lock(&self.shared).poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        lock(&self.shared).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        lock(&self.shared).start_send(&item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        lock(&self.shared).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut inner = lock(&self.shared);
+        if inner.conn.state() == State::Open {
+            inner
+                .conn
+                .close(CloseFrame::new(CloseCode::Normal, ""))
+                .map_err(Error::from)?;
+        }
+        inner.poll_flush(cx)
+    }
+}
