@@ -30,13 +30,12 @@ pub struct WebSocket<S> {
 
 impl<S: Read + Write> WebSocket<S> {
     /// Wraps a transport on which the opening handshake is already done.
-    pub fn from_connection(io: S, mut conn: Connection, protocol: Option<String>) -> Self {
-        let pending_error = conn.process().err().map(Error::from);
+    pub fn from_connection(io: S, conn: Connection, protocol: Option<String>) -> Self {
         WebSocket {
             io,
             conn,
             protocol,
-            pending_error,
+            pending_error: None,
             terminated: false,
         }
     }
@@ -81,8 +80,10 @@ impl<S: Read + Write> WebSocket<S> {
             if let Some(e) = self.pending_error.take() {
                 return Some(Err(e));
             }
-            if let Some(event) = self.conn.next_event() {
-                return Some(Ok(event.into()));
+            match self.conn.next_event() {
+                Ok(Some(event)) => return Some(Ok(event.into())),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e.into())),
             }
             if self.terminated {
                 return None;
@@ -111,11 +112,7 @@ impl<S: Read + Write> WebSocket<S> {
             buf.truncate(start + *read.as_ref().unwrap_or(&0));
             match read {
                 Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {
-                    if let Err(e) = self.conn.process() {
-                        self.pending_error = Some(e.into());
-                    }
-                }
+                Ok(_) => {} // decoded by `next_event` at the top of the loop
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let closed = self.conn.state() == State::Closed;

@@ -74,8 +74,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if let Some(e) = self.pending_error.take() {
                 return Poll::Ready(Some(Err(e)));
             }
-            if let Some(event) = self.conn.next_event() {
-                return Poll::Ready(Some(Ok(event.into())));
+            match self.conn.next_event() {
+                Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
             if self.terminated {
                 return Poll::Ready(None);
@@ -139,11 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.conn.read_buffer()
             )) {
                 Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {
-                    if let Err(e) = self.conn.process() {
-                        self.pending_error = Some(e.into());
-                    }
-                }
+                Ok(_) => {} // decoded by `next_event` at the top of the loop
                 Err(e) => {
                     let closed = self.conn.state() == State::Closed;
                     self.conn.receive_eof();
@@ -192,9 +190,10 @@ pub struct WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Wraps a transport on which the opening handshake is already done.
-    /// Bytes already read past the handshake belong in `conn`'s read buffer.
+    /// Bytes already read past the handshake belong in `conn`'s read buffer
+    /// ([`Connection::receive`]).
     pub fn from_connection(io: S, conn: Connection, protocol: Option<String>) -> Self {
-        let mut inner = Inner {
+        let inner = Inner {
             io,
             conn,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
@@ -204,9 +203,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             terminated: false,
             write_waker: None,
         };
-        if let Err(e) = inner.conn.process() {
-            inner.pending_error = Some(e.into());
-        }
         WebSocket { inner, protocol }
     }
 

@@ -198,6 +198,7 @@ pub struct Connection {
     close_sent: Option<CloseFrame>,
     error: Option<ProtocolError>,
     eof: bool,
+    eof_handled: bool,
 
     out: Outbox,
     arena: BytesMut,
@@ -221,6 +222,7 @@ impl Connection {
             close_sent: None,
             error: None,
             eof: false,
+            eof_handled: false,
             out: Outbox::default(),
             arena: BytesMut::new(),
             keys: MaskKeys::new(),
@@ -268,7 +270,8 @@ impl Connection {
         self.state == State::Closed && self.out.len == 0 && (self.role == Role::Server || self.eof)
     }
 
-    /// Whether the transport has ended ([`Connection::receive_eof`] was called).
+    /// Whether the transport has ended ([`Connection::receive_eof`] was called;
+    /// events decoded from bytes before the end may still be pending).
     pub fn eof_received(&self) -> bool {
         self.eof
     }
@@ -276,54 +279,57 @@ impl Connection {
     // ----- receiving -----
 
     /// The buffer received bytes go into, for transports that read straight
-    /// into it; call [`Connection::process`] after adding to it.
+    /// into it (the same as [`Connection::receive`]).
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.read_buf
     }
 
-    /// Feeds received bytes and processes them.
-    pub fn receive(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+    /// Adds received bytes. They are decoded lazily, by
+    /// [`Connection::next_event`].
+    pub fn receive(&mut self, data: &[u8]) {
         self.read_buf.extend_from_slice(data);
-        self.process()
     }
 
-    /// Processes the bytes in the read buffer into events.
-    ///
-    /// On a protocol error, the connection has already queued the close
-    /// frame with the matching code and is `Closed`; the error is returned
-    /// (once) and also kept in [`Connection::error`]. Events decoded before
-    /// the error stay available.
-    pub fn process(&mut self) -> Result<(), ProtocolError> {
-        match self.process_frames() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.fail(e.clone());
-                Err(e)
-            }
-        }
-    }
-
-    /// Tells the connection the transport ended. Without a close frame
-    /// before it, that is an abrupt closure (1006).
+    /// Tells the connection the transport ended. Once the bytes received
+    /// before are decoded, a missing close frame is reported as an abrupt
+    /// closure (1006).
     pub fn receive_eof(&mut self) {
-        if self.eof {
-            return;
-        }
         self.eof = true;
-        if self.close_received.is_none() {
-            let frame = CloseFrame::new(CloseCode::Abruptly, "");
-            self.close_received = Some(frame.clone());
-            if self.error.is_none() {
-                self.events.push_back(Event::Close(frame));
-            }
-        }
-        self.state = State::Closed;
-        self.read_buf.clear();
     }
 
-    /// The next event, if any.
-    pub fn next_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    /// The next event, decoding received bytes as far as needed for one.
+    ///
+    /// Decoding stops at each event, so that a frame that breaks the protocol
+    /// fails the connection only after the application has seen (and, say,
+    /// answered) the messages before it.
+    ///
+    /// On a protocol error the connection has queued the close frame with the
+    /// matching code and is `Closed`; the error is returned once and kept in
+    /// [`Connection::error`].
+    pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        if let Err(e) = self.process_frames() {
+            self.fail(e.clone());
+            return Err(e);
+        }
+        if self.events.is_empty() && self.eof && !self.eof_handled {
+            // Every complete frame before the end is decoded.
+            self.eof_handled = true;
+            if self.close_received.is_none() {
+                let frame = CloseFrame::new(CloseCode::Abruptly, "");
+                self.close_received = Some(frame.clone());
+                if self.error.is_none() {
+                    self.events.push_back(Event::Close(frame));
+                }
+            }
+            self.state = State::Closed;
+            self.message = None;
+            self.frame = None;
+            self.read_buf.clear();
+        }
+        Ok(self.events.pop_front())
     }
 
     fn process_frames(&mut self) -> Result<(), ProtocolError> {
@@ -363,7 +369,7 @@ impl Connection {
                     apply_mask(&mut payload, key);
                 }
                 self.on_control(h.opcode, payload.freeze())?;
-                continue;
+                return Ok(());
             }
 
             // Fast path: a whole single-frame message is in the buffer.
@@ -381,7 +387,7 @@ impl Connection {
                     _ => Event::Binary(payload.freeze()),
                 };
                 self.events.push_back(event);
-                continue;
+                return Ok(());
             }
 
             // Streaming path: take what has arrived of this frame.
@@ -430,6 +436,7 @@ impl Connection {
                     MessageKind::Binary => Event::Binary(payload),
                 };
                 self.events.push_back(event);
+                return Ok(());
             }
         }
     }

@@ -12,8 +12,8 @@
 //! client.send_text("hello").unwrap();
 //! let wire = client.transmit_chunk().unwrap().to_vec();
 //! client.advance_transmit(wire.len());
-//! server.receive(&wire).unwrap();
-//! assert!(matches!(server.next_event(), Some(Event::Text(t)) if t == "hello"));
+//! server.receive(&wire);
+//! assert!(matches!(server.next_event(), Ok(Some(Event::Text(t))) if t == "hello"));
 //! ```
 //!
 //! Modules, one concept each: [`close`] (close codes and frames), [`frame`]

@@ -63,15 +63,30 @@ fn written_after(conn: &mut Connection, mut bytes: Vec<u8>) -> Vec<(FrameHeader,
     frames
 }
 
+/// Every event the connection can decode now; stops at an error.
+fn drain(conn: &mut Connection) -> Result<Vec<Event>, ProtocolError> {
+    let mut events = Vec::new();
+    while let Some(event) = conn.next_event()? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Feeds bytes and decodes every event they hold.
+fn feed(conn: &mut Connection, bytes: &[u8]) -> Result<Vec<Event>, ProtocolError> {
+    conn.receive(bytes);
+    drain(conn)
+}
+
 fn events(conn: &mut Connection) -> Vec<Event> {
-    std::iter::from_fn(|| conn.next_event()).collect()
+    drain(conn).expect("no protocol error")
 }
 
 /// Feeds `bytes` to a server and checks it fails with `error` and answers
 /// with a close frame carrying `code`.
 fn assert_fails_with(bytes: &[u8], error: ProtocolError, code: CloseCode) {
     let mut s = server();
-    assert_eq!(s.receive(bytes), Err(error.clone()));
+    assert_eq!(feed(&mut s, bytes).map(|_| ()), Err(error.clone()));
     assert_eq!(s.state(), State::Closed);
     assert_eq!(s.error(), Some(&error));
     let out = written(&mut s);
@@ -90,7 +105,7 @@ fn delivers_text_and_binary_messages() {
     let mut s = server();
     let mut bytes = client_frame(OpCode::Text, true, "κόσμε".as_bytes());
     bytes.extend(client_frame(OpCode::Binary, true, &[0, 255, 7]));
-    s.receive(&bytes).unwrap();
+    s.receive(&bytes);
     assert_eq!(
         events(&mut s),
         [
@@ -109,7 +124,7 @@ fn reassembles_fragmented_message_fed_one_byte_at_a_time() {
     bytes.extend(client_frame(OpCode::Continuation, true, "lo κ".as_bytes()));
     let mut s = server();
     for b in &bytes {
-        s.receive(&[*b]).unwrap();
+        s.receive(&[*b]);
     }
     assert_eq!(
         events(&mut s),
@@ -124,8 +139,7 @@ fn reassembles_fragmented_message_fed_one_byte_at_a_time() {
 fn answers_ping_with_pong_of_same_payload() {
     // §5.5.2.
     let mut s = server();
-    s.receive(&client_frame(OpCode::Ping, true, b"are you there"))
-        .unwrap();
+    feed(&mut s, &client_frame(OpCode::Ping, true, b"are you there")).unwrap();
     let out = written(&mut s);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0.opcode, OpCode::Pong);
@@ -165,7 +179,7 @@ fn fragments_large_outgoing_messages() {
     for (h, p) in &out {
         raw.extend(frame(h.opcode, h.fin, p, true));
     }
-    s.receive(&raw).unwrap();
+    s.receive(&raw);
     assert_eq!(
         events(&mut s),
         [Event::Binary(b"0123456789".to_vec().into())]
@@ -179,7 +193,7 @@ fn control_frames_go_ahead_of_queued_data_frames() {
     // Part of the first data frame is written: it must be finished first.
     let first = s.transmit_chunk().unwrap()[0];
     s.advance_transmit(1);
-    s.receive(&client_frame(OpCode::Ping, true, b"!")).unwrap();
+    feed(&mut s, &client_frame(OpCode::Ping, true, b"!")).unwrap();
     let out = written_after(&mut s, vec![first]);
     let ops: Vec<OpCode> = out.iter().map(|(h, _)| h.opcode).collect();
     assert_eq!(
@@ -260,7 +274,7 @@ fn rejects_masked_frame_from_server() {
     // §5.1.
     let mut c = Connection::new(Role::Client, Config::default());
     assert_eq!(
-        c.receive(&frame(OpCode::Text, true, b"hi", true)),
+        feed(&mut c, &frame(OpCode::Text, true, b"hi", true)),
         Err(ProtocolError::MaskedFrame)
     );
     let out = written(&mut c);
@@ -371,9 +385,9 @@ fn fails_fast_on_invalid_utf8_before_the_frame_ends() {
     let bytes = client_frame(OpCode::Text, true, &payload);
     let mut s = server();
     let head = 6; // 2-byte header + 4-byte mask
-    s.receive(&bytes[..head + 10]).unwrap();
+    feed(&mut s, &bytes[..head + 10]).unwrap();
     assert_eq!(
-        s.receive(&bytes[head + 10..head + 12]),
+        feed(&mut s, &bytes[head + 10..head + 12]),
         Err(ProtocolError::InvalidUtf8)
     );
 }
@@ -382,10 +396,16 @@ fn fails_fast_on_invalid_utf8_before_the_frame_ends() {
 fn fails_fast_on_invalid_utf8_in_a_non_final_fragment() {
     // §8.1; Autobahn 6.4.1: the message is not complete when it fails.
     let mut s = server();
-    s.receive(&client_frame(OpCode::Text, false, "κόσμε".as_bytes()))
-        .unwrap();
+    feed(
+        &mut s,
+        &client_frame(OpCode::Text, false, "κόσμε".as_bytes()),
+    )
+    .unwrap();
     assert_eq!(
-        s.receive(&client_frame(OpCode::Continuation, false, &[0xf4, 0x90])),
+        feed(
+            &mut s,
+            &client_frame(OpCode::Continuation, false, &[0xf4, 0x90])
+        ),
         Err(ProtocolError::InvalidUtf8)
     );
 }
@@ -409,10 +429,9 @@ fn rejects_frame_over_limit_without_allocating() {
 #[test]
 fn rejects_message_over_limit_with_1009() {
     let mut s = Connection::new(Role::Server, Config::default().max_message_size(5));
-    s.receive(&client_frame(OpCode::Binary, false, b"123"))
-        .unwrap();
+    feed(&mut s, &client_frame(OpCode::Binary, false, b"123")).unwrap();
     assert_eq!(
-        s.receive(&client_frame(OpCode::Continuation, true, b"456")),
+        feed(&mut s, &client_frame(OpCode::Continuation, true, b"456")),
         Err(ProtocolError::MessageTooBig { size: 6, limit: 5 })
     );
     assert_eq!(written(&mut s)[0].1[..2], 1009u16.to_be_bytes());
@@ -424,8 +443,7 @@ fn echoes_peer_close_code_and_closes_first_as_server() {
     // server closes the TCP connection first.
     let mut s = server();
     let payload = CloseFrame::new(CloseCode::GoingAway, "bye").to_payload();
-    s.receive(&client_frame(OpCode::Close, true, &payload))
-        .unwrap();
+    s.receive(&client_frame(OpCode::Close, true, &payload));
     assert_eq!(
         events(&mut s),
         [Event::Close(CloseFrame::new(CloseCode::GoingAway, "bye"))]
@@ -446,8 +464,11 @@ fn client_waits_for_the_server_to_close_the_transport() {
     c.close(CloseFrame::new(CloseCode::Normal, "done")).unwrap();
     assert_eq!(c.state(), State::Closing);
     written(&mut c);
-    c.receive(&frame(OpCode::Close, true, &1000u16.to_be_bytes(), false))
-        .unwrap();
+    feed(
+        &mut c,
+        &frame(OpCode::Close, true, &1000u16.to_be_bytes(), false),
+    )
+    .unwrap();
     assert_eq!(c.state(), State::Closed);
     assert!(!c.should_close_transport());
     c.receive_eof();
@@ -461,7 +482,7 @@ fn client_waits_for_the_server_to_close_the_transport() {
 #[test]
 fn close_without_code_is_reported_as_no_reason() {
     let mut s = server();
-    s.receive(&client_frame(OpCode::Close, true, b"")).unwrap();
+    s.receive(&client_frame(OpCode::Close, true, b""));
     assert_eq!(
         events(&mut s),
         [Event::Close(CloseFrame::new(CloseCode::NoReason, ""))]
@@ -473,8 +494,7 @@ fn close_without_code_is_reported_as_no_reason() {
 #[test]
 fn transport_end_without_close_is_reported_as_abruptly() {
     let mut s = server();
-    s.receive(&client_frame(OpCode::Text, false, b"half"))
-        .unwrap();
+    s.receive(&client_frame(OpCode::Text, false, b"half"));
     s.receive_eof();
     assert_eq!(
         events(&mut s),
@@ -487,8 +507,7 @@ fn keeps_delivering_messages_while_closing() {
     // §7.1.2: after sending a close, the endpoint still reads until the peer's close.
     let mut s = server();
     s.close(CloseFrame::new(CloseCode::Normal, "")).unwrap();
-    s.receive(&client_frame(OpCode::Text, true, b"last"))
-        .unwrap();
+    s.receive(&client_frame(OpCode::Text, true, b"last"));
     assert_eq!(events(&mut s), [Event::Text("last".into())]);
 }
 
@@ -518,7 +537,7 @@ fn ignores_everything_after_the_close_frame() {
     let mut bytes = client_frame(OpCode::Close, true, &1000u16.to_be_bytes());
     bytes.extend(client_frame(OpCode::Text, true, b"ignored"));
     bytes.extend([0xff; 10]);
-    s.receive(&bytes).unwrap();
+    s.receive(&bytes);
     assert_eq!(events(&mut s).len(), 1);
 }
 
@@ -528,5 +547,42 @@ fn rejects_ping_payload_over_125_bytes_from_the_application() {
     assert_eq!(
         s.send_ping(&[0; 126]),
         Err(Error::ControlPayloadTooLong(126))
+    );
+}
+
+#[test]
+fn stops_decoding_at_each_event_so_earlier_messages_can_be_answered() {
+    // Autobahn 3.2: a good message, then a bad frame, in one read: the good
+    // message is delivered and can be answered before the connection fails.
+    let mut s = server();
+    let mut bytes = client_frame(OpCode::Text, true, b"Hello");
+    let mut bad = client_frame(OpCode::Text, true, b"x");
+    bad[0] |= 0x20;
+    bytes.extend(bad);
+    bytes.extend(client_frame(OpCode::Ping, true, b""));
+    s.receive(&bytes);
+    assert_eq!(s.next_event(), Ok(Some(Event::Text("Hello".into()))));
+    s.send_text("Hello").unwrap();
+    assert_eq!(s.next_event(), Err(ProtocolError::ReservedBitsSet));
+    let ops: Vec<OpCode> = written(&mut s).iter().map(|(h, _)| h.opcode).collect();
+    assert_eq!(
+        ops,
+        [OpCode::Text, OpCode::Close],
+        "no pong for the ping after the bad frame"
+    );
+}
+
+#[test]
+fn decodes_frames_received_before_the_transport_ended() {
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Text, true, b"one"));
+    s.receive(&client_frame(OpCode::Close, true, &1000u16.to_be_bytes()));
+    s.receive_eof();
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Text("one".into()),
+            Event::Close(CloseFrame::new(CloseCode::Normal, ""))
+        ]
     );
 }
