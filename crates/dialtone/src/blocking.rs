@@ -250,7 +250,7 @@ impl Acceptor {
                 Err(reject) => {
                     let _ = stream.write_all(&reject.to_bytes());
                     let _ = stream.shutdown(std::net::Shutdown::Write);
-                    return Err(Error::Refused(reject));
+                    return Err(Error::Refused(Box::new(reject)));
                 }
             }
         };

@@ -40,7 +40,7 @@ pub enum Error {
     Handshake(#[from] HandshakeError),
     /// We refused a client's handshake (and answered it with this status).
     #[error("handshake refused: {0}")]
-    Refused(Reject),
+    Refused(Box<Reject>),
     /// The peer broke the protocol; the connection was closed with the
     /// matching code.
     #[error("protocol error: {0}")]

@@ -63,7 +63,7 @@ impl Acceptor {
                 // Best effort: the client may already be gone.
                 let _ = io.write_all(&reject.to_bytes()).await;
                 let _ = io.shutdown().await;
-                Err(Error::Refused(reject))
+                Err(Error::Refused(Box::new(reject)))
             }
         }
     }
@@ -84,7 +84,7 @@ impl Acceptor {
 ///                 ws.send(msg).await?;
 ///             }
 ///         }
-///         dialtone::Result::Ok(())
+///         Ok::<(), dialtone::Error>(())
 ///     });
 /// }
 /// # }

@@ -63,6 +63,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
+    /// Whether the close timeout (started on first call) has passed.
+    fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.close_timeout;
+        let timer = self
+            .close_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+
     fn wake_writer(&mut self) {
         if let Some(w) = self.write_waker.take() {
             w.wake();
@@ -71,13 +80,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
-            if let Some(e) = self.pending_error.take() {
-                return Poll::Ready(Some(Err(e)));
+            if self.pending_error.is_some() {
+                // The close frame that answers a protocol error goes out
+                // before the error is reported: an application that stops
+                // at the error still closes properly.
+                if self.conn.pending_output() > 0
+                    && !self.terminated
+                    && self.poll_write_out(cx).is_pending()
+                    && !self.poll_close_timer(cx)
+                {
+                    return Poll::Pending;
+                }
+                return Poll::Ready(self.pending_error.take().map(Err));
             }
             match self.conn.next_event() {
                 Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
                 Ok(None) => {}
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Err(e) => {
+                    self.pending_error = Some(e.into());
+                    continue;
+                }
             }
             if self.terminated {
                 return Poll::Ready(None);
@@ -117,11 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     }
                 }
                 // Wait for the peer, but not forever.
-                let timeout = self.close_timeout;
-                let timer = self
-                    .close_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if timer.as_mut().poll(cx).is_ready() {
+                if self.poll_close_timer(cx) {
                     self.conn.receive_eof();
                     self.terminated = true;
                     continue;

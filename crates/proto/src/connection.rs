@@ -8,7 +8,7 @@
 //!
 //! States: `Open` → `Closing` (we sent a close frame) → `Closed` (close frames
 //! went both ways, or the connection failed). Every rule of the protocol that
-//! concerns frames after the handshake is checked in [`Connection::check_header`]
+//! concerns frames after the handshake is checked in `Connection::check_header`
 //! or the control-frame handler, each with its section.
 //!
 //! Outgoing frames wait in two queues: control frames (pongs, pings) and data

@@ -5,6 +5,10 @@
 //! Header parsing is `httparse`'s. The head of a request or response is
 //! limited in size ([`DEFAULT_MAX_HANDSHAKE_SIZE`]) and in header count.
 
+// A refusal carries its headers by value: it happens once per connection at
+// most, so its size costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};

@@ -1,0 +1,409 @@
+//! Dialer ↔ listener over loopback TCP, async and blocking, and raw TCP peers
+//! that send malformed handshakes and frames.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use dialtone::http::StatusCode;
+use dialtone::proto::handshake::HandshakeError;
+use dialtone::{Acceptor, CloseCode, CloseFrame, Dialer, Error, Listener, Message, Reject};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Starts an echo listener with `acceptor`; returns its ws:// base URL.
+async fn echo_server(acceptor: Acceptor) -> String {
+    let listener = Listener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_acceptor(acceptor);
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok(incoming) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let Ok((mut ws, request)) = incoming.handshake().await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    match msg {
+                        Message::Text(t) if t.as_str() == "whoami" => {
+                            let path = request.uri().to_string();
+                            let ua = request
+                                .headers()
+                                .get("user-agent")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
+                            ws.send(format!("{path} {ua}")).await.unwrap();
+                        }
+                        Message::Text(t) if t.as_str() == "close-me" => {
+                            ws.close(CloseCode::Private(4001), "as you wish")
+                                .await
+                                .unwrap();
+                        }
+                        msg if msg.is_data() => {
+                            if ws.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn echoes_text_binary_and_large_fragmented_messages() {
+    let url = echo_server(Acceptor::new()).await;
+    let config = dialtone::Config::default().max_send_frame_size(64 * 1024);
+    let (mut ws, response) = Dialer::new()
+        .config(config)
+        .dial(&format!("{url}/echo"))
+        .await
+        .unwrap();
+    assert_eq!(response.head.status, StatusCode::SWITCHING_PROTOCOLS);
+
+    ws.send("héllo").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("héllo"));
+
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7) as u8).collect();
+    ws.send(big.clone()).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(big));
+
+    ws.send(Vec::new()).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(vec![]));
+
+    ws.ping("p1").await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        Message::Pong("p1".into())
+    );
+
+    let answer = ws.close(CloseCode::GoingAway, "bye").await.unwrap();
+    assert_eq!(answer, Some(CloseFrame::new(CloseCode::GoingAway, "bye")));
+    assert!(ws.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn sends_user_agent_path_and_query() {
+    let url = echo_server(Acceptor::new()).await;
+    let (mut ws, _) = Dialer::new().dial(&format!("{url}/a/b?c=d")).await.unwrap();
+    ws.send("whoami").await.unwrap();
+    let reply = ws.recv().await.unwrap().unwrap();
+    assert_eq!(
+        reply,
+        Message::text(format!("/a/b?c=d dialtone/{}", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[tokio::test]
+async fn reports_the_servers_close_code_and_reason() {
+    let url = echo_server(Acceptor::new()).await;
+    let (mut ws, _) = Dialer::new().dial(&url).await.unwrap();
+    ws.send("close-me").await.unwrap();
+    let msg = ws.recv().await.unwrap().unwrap();
+    assert_eq!(
+        msg,
+        Message::Close(CloseFrame::new(CloseCode::Private(4001), "as you wish"))
+    );
+    assert!(ws.recv().await.is_none());
+    assert_eq!(ws.close_received().unwrap().code.as_u16(), 4001);
+}
+
+#[tokio::test]
+async fn negotiates_a_subprotocol_in_the_clients_order() {
+    let url = echo_server(Acceptor::new().protocol("b").protocol("a")).await;
+    let (ws, response) = Dialer::new()
+        .protocol("x")
+        .protocol("a")
+        .protocol("b")
+        .dial(&url)
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("a"));
+    assert_eq!(response.protocol.as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn callback_can_refuse_with_a_status_the_dialer_sees() {
+    let acceptor = Acceptor::new().on_request(|req, _| {
+        if req.headers().get("authorization").is_some() {
+            Ok(None)
+        } else {
+            let mut r = Reject::new(StatusCode::UNAUTHORIZED, "who are you?");
+            r.headers
+                .insert("www-authenticate", "Bearer".parse().unwrap());
+            Err(r)
+        }
+    });
+    let url = echo_server(acceptor).await;
+    match Dialer::new().dial(&url).await {
+        Err(Error::Handshake(HandshakeError::Rejected(head))) => {
+            assert_eq!(head.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(head.headers["www-authenticate"], "Bearer");
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    let ok = Dialer::new()
+        .header("Authorization", "Bearer t")
+        .dial(&url)
+        .await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test]
+async fn refuses_handshake_headers_given_as_extra_headers() {
+    let url = echo_server(Acceptor::new()).await;
+    let err = Dialer::new()
+        .header("sec-websocket-key", "x")
+        .dial(&url)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Handshake(HandshakeError::ReservedHeader(_))
+    ));
+}
+
+#[tokio::test]
+async fn dial_times_out_when_the_server_never_answers() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (_s, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let err = Dialer::new()
+        .timeout(Duration::from_millis(300))
+        .dial(&format!("ws://{addr}/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn dial_reports_connection_refused() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let err = Dialer::new()
+        .dial(&format!("ws://{addr}/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn refuses_other_schemes_and_fragments() {
+    assert!(matches!(
+        Dialer::new().dial("http://127.0.0.1:1/").await,
+        Err(Error::UnsupportedScheme(_))
+    ));
+    assert!(matches!(
+        Dialer::new().dial("ws://127.0.0.1:1/#frag").await,
+        Err(Error::Url(_))
+    ));
+}
+
+#[tokio::test]
+async fn dials_an_ipv6_literal() {
+    let Ok(listener) = Listener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+        let msg = ws.recv().await.unwrap().unwrap();
+        ws.send(msg).await.unwrap();
+        ws.recv().await
+    });
+    let (mut ws, _) = Dialer::new()
+        .dial(&format!("ws://[::1]:{}/", addr.port()))
+        .await
+        .unwrap();
+    ws.send("six").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("six"));
+    ws.close(CloseCode::Normal, "").await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn split_halves_work_from_two_tasks() {
+    let url = echo_server(Acceptor::new()).await;
+    let (ws, _) = Dialer::new().dial(&url).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..1000 {
+            writer.send(format!("m{i}")).await.unwrap();
+        }
+        writer.close(CloseCode::Normal, "done").await.unwrap();
+    });
+    let mut n = 0;
+    while let Some(msg) = reader.recv().await {
+        match msg.unwrap() {
+            Message::Text(t) => {
+                assert_eq!(t.as_str(), format!("m{n}"));
+                n += 1;
+            }
+            Message::Close(c) => assert_eq!(c.code, CloseCode::Normal),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(n, 1000);
+    sender.await.unwrap();
+}
+
+/// Sends raw bytes to a fresh listener connection and returns all it answers.
+async fn raw_exchange(url: &str, bytes: &[u8]) -> Vec<u8> {
+    let addr = url.trim_start_matches("ws://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    out
+}
+
+const GOOD_REQUEST: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[tokio::test]
+async fn malformed_handshakes_get_the_right_status_and_the_server_lives_on() {
+    let url = echo_server(Acceptor::new()).await;
+    let cases: [(String, &str); 4] = [
+        ("\x16\x03\x01garbage\r\n\r\n".into(), "HTTP/1.1 400 "),
+        (
+            GOOD_REQUEST.replace("Version: 13", "Version: 8"),
+            "HTTP/1.1 426 ",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nX: {}\r\n", "y".repeat(20_000)),
+            "HTTP/1.1 431 ",
+        ),
+        (
+            GOOD_REQUEST.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ="),
+            "HTTP/1.1 400 ",
+        ),
+    ];
+    for (request, status) in cases {
+        let answer = raw_exchange(&url, request.as_bytes()).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{request:?} → {answer:?}");
+        if status.contains("426") {
+            assert!(answer
+                .to_lowercase()
+                .contains("sec-websocket-version: 13\r\n"));
+        }
+    }
+    // Still serving.
+    let (mut ws, _) = Dialer::new().dial(&url).await.unwrap();
+    ws.send("alive").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("alive"));
+}
+
+#[tokio::test]
+async fn unmasked_client_frame_is_answered_with_1002() {
+    let url = echo_server(Acceptor::new()).await;
+    let mut bytes = GOOD_REQUEST.as_bytes().to_vec();
+    bytes.extend([0x81, 0x02, b'h', b'i']); // unmasked text from a "client"
+    let answer = raw_exchange(&url, &bytes).await;
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let frames = &answer[head_end..];
+    assert_eq!(frames[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([frames[2], frames[3]]), 1002);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_reported_as_abruptly() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (ws, _) = dialtone::accept(tcp).await.unwrap();
+        drop(ws); // no close frame
+    });
+    let (mut ws, _) = Dialer::new().dial(&format!("ws://{addr}/")).await.unwrap();
+    let msg = ws.recv().await.unwrap().unwrap();
+    assert_eq!(
+        msg,
+        Message::Close(CloseFrame::new(CloseCode::Abruptly, ""))
+    );
+    assert!(ws.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_with_1009() {
+    let acceptor = Acceptor::new().config(dialtone::Config::default().max_message_size(1000));
+    let url = echo_server(acceptor).await;
+    let (mut ws, _) = Dialer::new().dial(&url).await.unwrap();
+    ws.send(vec![0u8; 1001]).await.unwrap();
+    let msg = ws.recv().await.unwrap().unwrap();
+    match msg {
+        Message::Close(c) => assert_eq!(c.code, CloseCode::TooBig),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn blocking_dialer_and_acceptor_talk() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = tcp.accept().unwrap();
+        let (mut ws, _) = Acceptor::new().accept_blocking(stream).unwrap();
+        while let Some(msg) = ws.recv() {
+            let msg = msg.unwrap();
+            if msg.is_data() {
+                ws.send(msg).unwrap();
+            }
+        }
+        ws.close_received().cloned()
+    });
+    let (mut ws, _) = Dialer::new()
+        .dial_blocking(&format!("ws://{addr}/"))
+        .unwrap();
+    ws.send("sync").unwrap();
+    assert_eq!(ws.recv().unwrap().unwrap(), Message::text("sync"));
+    let big = vec![42u8; 3 << 20];
+    ws.send(big.clone()).unwrap();
+    assert_eq!(ws.recv().unwrap().unwrap(), Message::binary(big));
+    let answer = ws.close(CloseCode::Normal, "fin").unwrap();
+    assert_eq!(answer, Some(CloseFrame::new(CloseCode::Normal, "fin")));
+    assert_eq!(
+        server.join().unwrap(),
+        Some(CloseFrame::new(CloseCode::Normal, "fin"))
+    );
+}
+
+#[test]
+fn blocking_dialer_talks_to_the_async_listener() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(echo_server(Acceptor::new()));
+    let (mut ws, _) = Dialer::new().dial_blocking(&url).unwrap();
+    ws.send(Message::Ping("x".into())).unwrap();
+    assert_eq!(ws.recv().unwrap().unwrap(), Message::Pong("x".into()));
+    ws.send("mixed").unwrap();
+    assert_eq!(ws.recv().unwrap().unwrap(), Message::text("mixed"));
+    ws.close(CloseCode::Normal, "").unwrap();
+    drop(rt);
+}
+
+#[test]
+fn blocking_acceptor_refuses_bad_requests() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = tcp.accept().unwrap();
+        Acceptor::new().accept_blocking(stream).map(|_| ())
+    });
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(matches!(server.join().unwrap(), Err(Error::Refused(_))));
+}
