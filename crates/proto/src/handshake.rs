@@ -5,10 +5,6 @@
 //! Header parsing is `httparse`'s. The head of a request or response is
 //! limited in size ([`DEFAULT_MAX_HANDSHAKE_SIZE`]) and in header count.
 
-// A refusal carries its headers by value: it happens once per connection at
-// most, so its size costs nothing that matters.
-#![allow(clippy::result_large_err)]
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -355,7 +351,8 @@ pub struct Reject {
     /// A one-line reason, sent as the body.
     pub reason: String,
     /// Extra response headers (e.g. `Sec-WebSocket-Version: 13` with 426).
-    pub headers: HeaderMap,
+    /// A list rather than a map, to keep refusals small.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Reject {
@@ -364,8 +361,14 @@ impl Reject {
         Reject {
             status,
             reason: reason.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     fn bad_request(reason: &str) -> Self {
@@ -461,25 +464,24 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
         return Err(Reject::bad_request("missing Host header"));
     }
     if !header_has_token(h, &header::UPGRADE, "websocket") {
-        let mut r = Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`");
-        r.headers
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        return Err(r);
+        return Err(
+            Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`")
+                .with_header(header::UPGRADE, HeaderValue::from_static("websocket")),
+        );
     }
     if !header_has_token(h, &header::CONNECTION, "upgrade") {
         return Err(Reject::bad_request("missing `Connection: upgrade`"));
     }
     let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
     if versions != ["13"] {
-        let mut r = Reject::new(
+        return Err(Reject::new(
             StatusCode::UPGRADE_REQUIRED,
             "unsupported Sec-WebSocket-Version; this server speaks 13",
-        );
-        r.headers.insert(
+        )
+        .with_header(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
-        );
-        return Err(r);
+        ));
     }
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
@@ -699,7 +701,13 @@ mod tests {
         // RFC 6455 §4.2.2 item 4.
         let r = check(&request("Sec-WebSocket-Version: 8\r\n")).unwrap_err();
         assert_eq!(r.status, StatusCode::UPGRADE_REQUIRED);
-        assert_eq!(r.headers["sec-websocket-version"], "13");
+        assert_eq!(
+            r.headers,
+            [(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13")
+            )]
+        );
         let wire = String::from_utf8(r.to_bytes()).unwrap();
         assert!(wire.starts_with("HTTP/1.1 426 "));
         assert!(wire.contains("sec-websocket-version: 13\r\n"));
