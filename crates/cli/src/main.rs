@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use dialtone::{CloseCode, CloseFrame, Dialer, Listener, Message, MessageKind};
+use dialtone::{
+    Acceptor, CloseCode, CloseFrame, Config, Deflate, Dialer, Listener, Message, MessageKind,
+};
 use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
@@ -27,6 +29,12 @@ enum Command {
         /// Echo every text and binary message back (otherwise print them).
         #[arg(long)]
         echo: bool,
+        /// Do not accept permessage-deflate.
+        #[arg(long)]
+        no_deflate: bool,
+        /// Send messages shorter than this many bytes uncompressed.
+        #[arg(long, default_value_t = Deflate::default().threshold)]
+        deflate_threshold: usize,
     },
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives.
@@ -39,6 +47,12 @@ enum Command {
         /// Offer a subprotocol (repeatable).
         #[arg(long = "protocol")]
         protocols: Vec<String>,
+        /// Do not offer permessage-deflate.
+        #[arg(long)]
+        no_deflate: bool,
+        /// Send messages shorter than this many bytes uncompressed.
+        #[arg(long, default_value_t = Deflate::default().threshold)]
+        deflate_threshold: usize,
     },
 }
 
@@ -47,12 +61,19 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo().await,
-        Command::Serve { addr, echo } => serve(&addr, echo).await,
+        Command::Serve {
+            addr,
+            echo,
+            no_deflate,
+            deflate_threshold,
+        } => serve(&addr, echo, config(no_deflate, deflate_threshold)).await,
         Command::Dial {
             url,
             echo,
             protocols,
-        } => dial(&url, echo, protocols).await,
+            no_deflate,
+            deflate_threshold,
+        } => dial(&url, echo, protocols, config(no_deflate, deflate_threshold)).await,
     };
     match result {
         Ok(code) => code,
@@ -60,6 +81,16 @@ async fn main() -> ExitCode {
             eprintln!("dialtone: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Limits as the library's defaults; permessage-deflate on unless refused.
+fn config(no_deflate: bool, threshold: usize) -> Config {
+    let config = Config::default();
+    if no_deflate {
+        config
+    } else {
+        config.deflate(Deflate::default().threshold(threshold))
     }
 }
 
@@ -80,7 +111,9 @@ fn describe(msg: &Message) -> String {
 }
 
 async fn demo() -> Result<ExitCode> {
-    let listener = Listener::bind("127.0.0.1:0").await?;
+    let listener = Listener::bind("127.0.0.1:0")
+        .await?
+        .with_acceptor(Acceptor::new().config(config(false, Deflate::default().threshold)));
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
         let incoming = listener.accept().await?;
@@ -96,12 +129,18 @@ async fn demo() -> Result<ExitCode> {
 
     let url = format!("ws://{addr}/demo");
     println!("listener   ws://{addr}/ (echo)");
-    let (mut ws, response) = Dialer::new().dial(&url).await?;
+    let (mut ws, response) = Dialer::new()
+        .config(config(false, Deflate::default().threshold))
+        .dial(&url)
+        .await?;
     println!(
         "dialed     {url} → {} {}",
         response.head.status.as_u16(),
         response.head.reason
     );
+    if let Some(ext) = response.head.headers.get("sec-websocket-extensions") {
+        println!("extension  {}", ext.to_str().unwrap_or("?"));
+    }
 
     let text = Message::text("hello, dialtone");
     println!("→ sent     {}", describe(&text));
@@ -165,10 +204,11 @@ where
         .map_err(Into::into)
 }
 
-async fn serve(addr: &str, echo: bool) -> Result<ExitCode> {
+async fn serve(addr: &str, echo: bool, config: Config) -> Result<ExitCode> {
     let listener = Listener::bind(addr)
         .await
-        .with_context(|| format!("binding {addr}"))?;
+        .with_context(|| format!("binding {addr}"))?
+        .with_acceptor(Acceptor::new().config(config));
     eprintln!("listening on ws://{}/", listener.local_addr()?);
     loop {
         let incoming = match listener.accept().await {
@@ -203,8 +243,8 @@ async fn serve_one(incoming: dialtone::Incoming, echo: bool) -> Result<()> {
     Ok(())
 }
 
-async fn dial(url: &str, echo: bool, protocols: Vec<String>) -> Result<ExitCode> {
-    let mut dialer = Dialer::new();
+async fn dial(url: &str, echo: bool, protocols: Vec<String>, config: Config) -> Result<ExitCode> {
+    let mut dialer = Dialer::new().config(config);
     for p in protocols {
         dialer = dialer.protocol(p);
     }

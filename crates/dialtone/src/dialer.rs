@@ -65,7 +65,8 @@ impl Dialer {
         Self::default()
     }
 
-    /// Sets limits (frame, message and handshake sizes, outgoing frame size).
+    /// Sets limits (frame, message and handshake sizes, outgoing frame size)
+    /// and the permessage-deflate offers ([`Config::deflate`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -143,6 +144,9 @@ impl Dialer {
         let mut request = ClientHandshake::new(host, resource);
         for p in &self.protocols {
             request.protocol(p.clone());
+        }
+        for offer in &self.config.deflate {
+            request.deflate(offer.clone());
         }
         if let Some(origin) = &self.origin {
             request.origin(origin.clone());

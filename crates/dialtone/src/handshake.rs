@@ -20,6 +20,8 @@ pub struct Response {
     pub head: ResponseHead,
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
+    /// permessage-deflate as agreed, if the server accepted an offer.
+    pub deflate: Option<dialtone_proto::Agreed>,
 }
 
 /// Reads of a handshake head go in pieces of this size.
@@ -37,7 +39,7 @@ pub(crate) fn client_step(
     };
     let negotiated = request.check_response(&head)?;
     buf.advance(len);
-    let mut conn = Connection::new(Role::Client, config.clone());
+    let mut conn = Connection::with_deflate(Role::Client, config.clone(), negotiated.deflate);
     conn.read_buffer().extend_from_slice(buf);
     buf.clear();
     Ok(Some((
@@ -45,6 +47,7 @@ pub(crate) fn client_step(
         Response {
             head,
             protocol: negotiated.protocol,
+            deflate: negotiated.deflate,
         },
     )))
 }
@@ -98,7 +101,8 @@ impl Acceptor {
         Self::default()
     }
 
-    /// Sets limits (frame, message and handshake sizes).
+    /// Sets limits (frame, message and handshake sizes) and the
+    /// permessage-deflate policies ([`Config::deflate`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -167,9 +171,16 @@ impl Acceptor {
                 .cloned(),
         };
         buf.advance(len);
-        let answer =
-            hs::accept_response(&offer.accept, protocol.as_deref(), None, &HeaderMap::new());
-        let mut conn = Connection::new(Role::Server, self.config.clone());
+        let deflate = dialtone_proto::deflate::negotiate(&self.config.deflate, &offer.extensions);
+        let extensions = deflate.as_ref().map(|(ext, _)| ext.to_string());
+        let answer = hs::accept_response(
+            &offer.accept,
+            protocol.as_deref(),
+            extensions.as_deref(),
+            &HeaderMap::new(),
+        );
+        let agreed = deflate.map(|(_, agreed)| agreed);
+        let mut conn = Connection::with_deflate(Role::Server, self.config.clone(), agreed);
         conn.read_buffer().extend_from_slice(buf);
         buf.clear();
         Ok(Some(ServerOutcome {

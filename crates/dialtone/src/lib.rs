@@ -42,4 +42,4 @@ pub use socket::{WebSocket, WsReader, WsWriter};
 pub use dialtone_proto as proto;
 pub use dialtone_proto::handshake::Reject;
 pub use dialtone_proto::http;
-pub use dialtone_proto::{CloseCode, CloseFrame, Config, MessageKind, Utf8Bytes};
+pub use dialtone_proto::{CloseCode, CloseFrame, Config, Deflate, MessageKind, Utf8Bytes};

@@ -264,6 +264,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
+    /// Sends a text or binary message that is never compressed (for data
+    /// known to be incompressible), and waits until it is written.
+    pub async fn send_uncompressed(&mut self, msg: Message) -> Result<()> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        match &msg {
+            Message::Text(t) => self
+                .inner
+                .conn
+                .send_message_uncompressed(dialtone_proto::MessageKind::Text, t.as_bytes()),
+            Message::Binary(b) => self
+                .inner
+                .conn
+                .send_message_uncompressed(dialtone_proto::MessageKind::Binary, b),
+            other => message::queue(&mut self.inner.conn, other),
+        }
+        .map_err(Error::from)?;
+        poll_fn(|cx| self.inner.poll_flush(cx)).await
+    }
+
     /// Queues a message without waiting for it to be written; [`WebSocket::flush`]
     /// writes everything queued.
     pub fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {

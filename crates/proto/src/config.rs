@@ -30,6 +30,10 @@ pub struct Config {
     /// The largest opening handshake head (request line or status line and
     /// headers), in bytes. Default 16 KiB.
     pub max_handshake_size: usize,
+    /// permessage-deflate (RFC 7692): a client offers each of these in
+    /// order; a server accepts the first client offer that one of these
+    /// policies (in order) accepts. Empty (the default): no compression.
+    pub deflate: Vec<crate::deflate::Deflate>,
 }
 
 impl Config {
@@ -58,6 +62,13 @@ impl Config {
         self
     }
 
+    /// Adds a permessage-deflate offer (client) or policy (server); see
+    /// [`Config::deflate`].
+    pub fn deflate(mut self, deflate: crate::deflate::Deflate) -> Self {
+        self.deflate.push(deflate);
+        self
+    }
+
     /// Sets [`Config::max_handshake_size`].
     pub fn max_handshake_size(mut self, bytes: usize) -> Self {
         self.max_handshake_size = bytes;
@@ -72,6 +83,7 @@ impl Default for Config {
             max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
             max_send_frame_size: Self::DEFAULT_MAX_SEND_FRAME_SIZE,
             max_handshake_size: crate::handshake::DEFAULT_MAX_HANDSHAKE_SIZE,
+            deflate: Vec::new(),
         }
     }
 }

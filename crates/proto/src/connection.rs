@@ -23,6 +23,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::{Config, Role};
+use crate::deflate::{Agreed, Codec};
 use crate::error::{Error, ProtocolError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, apply_mask_at};
@@ -89,7 +90,14 @@ struct FrameInProgress {
 #[derive(Debug)]
 struct MessageInProgress {
     kind: MessageKind,
+    /// RSV1 on the first frame: permessage-deflate compressed.
+    compressed: bool,
+    /// Payload bytes received on the wire so far.
+    wire_len: u64,
+    /// The payload, if not compressed.
     buf: BytesMut,
+    /// The inflated payload, if compressed.
+    inflated: Vec<u8>,
     utf8: Utf8Validator,
 }
 
@@ -203,17 +211,32 @@ pub struct Connection {
     out: Outbox,
     arena: BytesMut,
     keys: MaskKeys,
-    sending: Option<MessageKind>,
+    /// The kind of the message being sent in fragments, and whether it is
+    /// compressed.
+    sending: Option<(MessageKind, bool)>,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Codec>,
+    /// Reused buffer for compressed output.
+    scratch: Vec<u8>,
 }
 
 impl Connection {
-    /// A connection in the open state, in `role`, right after the handshake.
+    /// A connection in the open state, in `role`, right after the handshake,
+    /// without extensions.
     pub fn new(role: Role, config: Config) -> Self {
+        Self::with_deflate(role, config, None)
+    }
+
+    /// A connection with permessage-deflate as agreed in the handshake
+    /// (`None`: no compression).
+    pub fn with_deflate(role: Role, config: Config, deflate: Option<Agreed>) -> Self {
         Connection {
             role,
             config,
             state: State::Open,
-            allowed_rsv: 0,
+            allowed_rsv: if deflate.is_some() { 0b100 } else { 0 },
+            deflate: deflate.map(|a| Codec::new(&a, role == Role::Server)),
+            scratch: Vec::new(),
             read_buf: BytesMut::new(),
             frame: None,
             message: None,
@@ -372,8 +395,8 @@ impl Connection {
                 return Ok(());
             }
 
-            // Fast path: a whole single-frame message is in the buffer.
-            if self.message.is_none() && h.fin && available >= frame.remaining {
+            // Fast path: a whole single-frame uncompressed message is in the buffer.
+            if self.message.is_none() && h.fin && !h.rsv1 && available >= frame.remaining {
                 self.frame = None;
                 let mut payload = self.read_buf.split_to(frame.remaining as usize);
                 if let Some(key) = h.mask {
@@ -397,7 +420,10 @@ impl Connection {
                 } else {
                     MessageKind::Binary
                 },
+                compressed: h.rsv1,
+                wire_len: 0,
                 buf: BytesMut::new(),
+                inflated: Vec::new(),
                 utf8: Utf8Validator::new(),
             });
             let take = frame.remaining.min(available) as usize;
@@ -405,26 +431,53 @@ impl Connection {
             if let Some(key) = h.mask {
                 frame.offset = apply_mask_at(&mut chunk, key, frame.offset);
             }
-            if message.kind == MessageKind::Text {
-                // Fail fast: the first bad byte fails the connection even
-                // mid-frame (RFC 6455 §8.1).
-                message
-                    .utf8
-                    .feed(&chunk)
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
-            message.buf.unsplit(chunk);
+            message.wire_len += take as u64;
             frame.remaining -= take as u64;
+            let message_done = frame.remaining == 0 && h.fin;
+            if message.compressed {
+                let Some(codec) = self.deflate.as_mut() else {
+                    return Err(ProtocolError::ReservedBitsSet);
+                };
+                let (utf8, is_text) = (&mut message.utf8, message.kind == MessageKind::Text);
+                // The inflated size counts against the limit while inflating;
+                // text is checked as it comes out, failing fast.
+                codec.decompress(
+                    &chunk,
+                    message_done,
+                    &mut message.inflated,
+                    self.config.max_message_size,
+                    &mut |out| {
+                        if is_text {
+                            utf8.feed(out).map_err(|_| ProtocolError::InvalidUtf8)?;
+                        }
+                        Ok(())
+                    },
+                )?;
+            } else {
+                if message.kind == MessageKind::Text {
+                    // Fail fast: the first bad byte fails the connection even
+                    // mid-frame (RFC 6455 §8.1).
+                    message
+                        .utf8
+                        .feed(&chunk)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                message.buf.unsplit(chunk);
+            }
             if frame.remaining > 0 {
                 self.frame = Some(frame);
                 return Ok(());
             }
             self.frame = None;
-            if h.fin {
+            if message_done {
                 let Some(mut message) = self.message.take() else {
                     continue;
                 };
-                let payload = message.buf.freeze();
+                let payload = if message.compressed {
+                    Bytes::from(std::mem::take(&mut message.inflated))
+                } else {
+                    message.buf.freeze()
+                };
                 let event = match message.kind {
                     MessageKind::Text => {
                         message
@@ -443,9 +496,14 @@ impl Connection {
 
     /// Every rule a frame header must pass, given the connection's state.
     fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
-        // §5.2: RSV bits only with an extension that defines them.
+        // §5.2: RSV bits only with an extension that defines them. RFC 7692
+        // §6: permessage-deflate's RSV1 marks the first frame of a data
+        // message, never a continuation or control frame.
         let rsv = (u8::from(h.rsv1) << 2) | (u8::from(h.rsv2) << 1) | u8::from(h.rsv3);
         if rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        if h.rsv1 && !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
             return Err(ProtocolError::ReservedBitsSet);
         }
         // §5.1: clients mask, servers do not.
@@ -478,7 +536,7 @@ impl Connection {
                 limit: self.config.max_frame_size,
             });
         }
-        let so_far = self.message.as_ref().map_or(0, |m| m.buf.len()) as u64;
+        let so_far = self.message.as_ref().map_or(0, |m| m.wire_len);
         if so_far + h.payload_len > self.config.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
                 size: so_far + h.payload_len,
@@ -544,29 +602,69 @@ impl Connection {
     }
 
     /// Queues a message, in frames of at most
-    /// [`Config::max_send_frame_size`] bytes.
+    /// [`Config::max_send_frame_size`] bytes; compressed if permessage-deflate
+    /// was negotiated and the message is not below its threshold.
     pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
+        let compress = self
+            .deflate
+            .as_ref()
+            .is_some_and(|d| d.should_compress(data.len()));
+        self.send_message_inner(kind, data, compress)
+    }
+
+    /// Queues a message that is never compressed, e.g. data known to be
+    /// incompressible.
+    pub fn send_message_uncompressed(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        self.send_message_inner(kind, data, false)
+    }
+
+    fn send_message_inner(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        compress: bool,
+    ) -> Result<(), Error> {
         self.check_can_send()?;
         if self.sending.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let payload = match (compress, self.deflate.as_mut()) {
+            (true, Some(codec)) => {
+                codec.compress(data, true, &mut scratch);
+                &scratch[..]
+            }
+            _ => data,
+        };
         let max = self.config.max_send_frame_size;
-        if data.len() <= max {
-            self.queue_data(kind.opcode(), true, data);
-            return Ok(());
+        if payload.len() <= max {
+            self.queue_data(kind.opcode(), true, compress, payload);
+        } else {
+            let mut chunks = payload.chunks(max).peekable();
+            let mut opcode = kind.opcode();
+            let mut rsv1 = compress;
+            while let Some(chunk) = chunks.next() {
+                self.queue_data(opcode, chunks.peek().is_none(), rsv1, chunk);
+                opcode = OpCode::Continuation;
+                rsv1 = false;
+            }
         }
-        let mut chunks = data.chunks(max).peekable();
-        let mut opcode = kind.opcode();
-        while let Some(chunk) = chunks.next() {
-            self.queue_data(opcode, chunks.peek().is_none(), chunk);
-            opcode = OpCode::Continuation;
+        scratch.clear();
+        if scratch.capacity() > 1 << 20 {
+            scratch = Vec::new(); // do not keep a large message's buffer
         }
+        self.scratch = scratch;
         Ok(())
     }
 
     /// Queues one fragment of a message sent piece by piece: the first call
     /// gives the message's kind, `fin` marks the last piece. Other messages
-    /// cannot be sent until the last piece is; control frames can.
+    /// cannot be sent until the last piece is; control frames can. With
+    /// permessage-deflate, each piece is compressed and flushed.
     pub fn send_fragment(
         &mut self,
         kind: MessageKind,
@@ -574,13 +672,28 @@ impl Connection {
         fin: bool,
     ) -> Result<(), Error> {
         self.check_can_send()?;
-        let opcode = match self.sending {
-            Some(current) if current != kind => return Err(Error::FragmentedMessageInProgress),
-            Some(_) => OpCode::Continuation,
-            None => kind.opcode(),
+        let (opcode, compressed) = match self.sending {
+            Some((current, _)) if current != kind => {
+                return Err(Error::FragmentedMessageInProgress)
+            }
+            Some((_, compressed)) => (OpCode::Continuation, compressed),
+            None => (
+                kind.opcode(),
+                self.deflate.as_ref().is_some_and(Codec::can_compress),
+            ),
         };
-        self.sending = if fin { None } else { Some(kind) };
-        self.queue_data(opcode, fin, data);
+        self.sending = if fin { None } else { Some((kind, compressed)) };
+        let rsv1 = compressed && opcode != OpCode::Continuation;
+        match (compressed, self.deflate.as_mut()) {
+            (true, Some(codec)) => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                codec.compress(data, fin, &mut scratch);
+                self.queue_data(opcode, fin, rsv1, &scratch);
+                scratch.clear();
+                self.scratch = scratch;
+            }
+            _ => self.queue_data(opcode, fin, false, data),
+        }
         Ok(())
     }
 
@@ -632,25 +745,26 @@ impl Connection {
             frame.to_payload()
         };
         // After the data already handed over: nothing handed over is lost.
-        self.queue_data(OpCode::Close, true, &payload);
+        self.queue_data(OpCode::Close, true, false, &payload);
         self.close_sent = Some(frame.clone());
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
-        let frame = self.encode(opcode, true, payload);
+        let frame = self.encode(opcode, true, false, payload);
         self.out.len += frame.len();
         self.out.control.push_back(frame);
     }
 
-    fn queue_data(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let frame = self.encode(opcode, fin, payload);
+    fn queue_data(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
+        let frame = self.encode(opcode, fin, rsv1, payload);
         self.out.len += frame.len();
         self.out.data.push_back(frame);
     }
 
-    fn encode(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Bytes {
+    fn encode(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Bytes {
         let mut header = FrameHeader::new(opcode, payload.len() as u64);
         header.fin = fin;
+        header.rsv1 = rsv1;
         if self.role == Role::Client {
             header.mask = Some(self.keys.next());
         }

@@ -11,6 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use sha1::{Digest, Sha1};
 
+use crate::deflate::{self, Agreed, Deflate, Extension, NegotiationError};
+
 /// The GUID appended to the key before hashing (RFC 6455 §1.3).
 pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -51,6 +53,12 @@ pub enum HandshakeError {
     /// The server accepted an extension we did not offer.
     #[error("server accepted extension {0:?}, which was not offered")]
     ExtensionNotOffered(String),
+    /// The server's permessage-deflate answer does not fit our offers.
+    #[error("{0}")]
+    Deflate(#[from] NegotiationError),
+    /// The extension header of the response is malformed.
+    #[error("malformed Sec-WebSocket-Extensions in the response")]
+    BadExtensions,
     /// An extra request header would override a handshake header.
     #[error("header {0} is set by the handshake and cannot be overridden")]
     ReservedHeader(String),
@@ -114,11 +122,17 @@ pub fn header_tokens<'a>(
         .filter(|t| !t.is_empty())
 }
 
-/// The extension names (without parameters) in a `Sec-WebSocket-Extensions`
-/// value list.
-fn extension_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    header_tokens(headers, &header::SEC_WEBSOCKET_EXTENSIONS)
-        .map(|ext| ext.split(';').next().unwrap_or("").trim())
+/// Every `Sec-WebSocket-Extensions` line, joined, parsed.
+fn extensions(headers: &HeaderMap) -> Result<Vec<Extension>, deflate::ExtensionSyntaxError> {
+    let mut joined = String::new();
+    for v in headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS) {
+        let v = v.to_str().map_err(|_| deflate::ExtensionSyntaxError)?;
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(v);
+    }
+    deflate::parse_extensions(&joined)
 }
 
 /// Headers that the handshake itself sets; an extra header may not replace them.
@@ -141,6 +155,7 @@ pub struct ClientHandshake {
     origin: Option<String>,
     protocols: Vec<String>,
     extensions: Vec<String>,
+    deflate: Vec<Deflate>,
     headers: HeaderMap,
 }
 
@@ -151,6 +166,8 @@ pub struct Negotiated {
     pub protocol: Option<String>,
     /// The `Sec-WebSocket-Extensions` value the server returned, if any.
     pub extensions: Option<String>,
+    /// permessage-deflate, if the server accepted one of our offers.
+    pub deflate: Option<Agreed>,
 }
 
 impl ClientHandshake {
@@ -170,8 +187,17 @@ impl ClientHandshake {
             origin: None,
             protocols: Vec::new(),
             extensions: Vec::new(),
+            deflate: Vec::new(),
             headers: HeaderMap::new(),
         }
+    }
+
+    /// Offers permessage-deflate with these settings (call again for
+    /// fallback offers, in order of preference).
+    pub fn deflate(&mut self, offer: Deflate) -> &mut Self {
+        self.extensions.push(offer.offer().to_string());
+        self.deflate.push(offer);
+        self
     }
 
     /// The `Sec-WebSocket-Key` this handshake sends.
@@ -274,18 +300,31 @@ impl ClientHandshake {
             [p] if self.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
             ref other => return Err(HandshakeError::ProtocolNotOffered(other.join(", "))),
         };
+        let answered = extensions(h).map_err(|_| HandshakeError::BadExtensions)?;
         let offered: Vec<&str> = self
             .extensions
             .iter()
             .map(|e| e.split(';').next().unwrap_or("").trim())
             .collect();
-        if let Some(name) = extension_names(h).find(|n| !offered.contains(n)) {
-            return Err(HandshakeError::ExtensionNotOffered(name.to_owned()));
+        let mut agreed = None;
+        for ext in &answered {
+            if !offered.iter().any(|o| o.eq_ignore_ascii_case(&ext.name)) {
+                return Err(HandshakeError::ExtensionNotOffered(ext.name.clone()));
+            }
+            if ext.name.eq_ignore_ascii_case(deflate::PERMESSAGE_DEFLATE) {
+                if agreed.is_some() {
+                    return Err(HandshakeError::Deflate(NegotiationError(
+                        "permessage-deflate answered twice".into(),
+                    )));
+                }
+                agreed = Some(Deflate::check_response(&self.deflate, ext)?);
+            }
         }
-        let extensions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS).collect();
+        let extensions: Vec<String> = answered.iter().map(ToString::to_string).collect();
         Ok(Negotiated {
             protocol,
             extensions: (!extensions.is_empty()).then(|| extensions.join(", ")),
+            deflate: agreed,
         })
     }
 }
@@ -447,8 +486,9 @@ pub struct ServerHandshake {
     pub accept: String,
     /// The subprotocols the client offered, in its order of preference.
     pub protocols: Vec<String>,
-    /// The extension offers (`Sec-WebSocket-Extensions` elements), in order.
-    pub extensions: Vec<String>,
+    /// The extension offers, in the client's order (empty if the header was
+    /// malformed: a bad offer is declined, not fatal).
+    pub extensions: Vec<Extension>,
 }
 
 /// Checks a client's opening handshake (RFC 6455 §4.2.1).
@@ -501,9 +541,7 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
         protocols: header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
             .map(str::to_owned)
             .collect(),
-        extensions: header_tokens(h, &header::SEC_WEBSOCKET_EXTENSIONS)
-            .map(str::to_owned)
-            .collect(),
+        extensions: extensions(h).unwrap_or_default(),
     })
 }
 
@@ -766,5 +804,34 @@ mod tests {
                 Ok(None)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod deflate_tests {
+    use super::*;
+
+    #[test]
+    fn client_offer_is_parsed_by_the_server_and_the_answer_accepted() {
+        let mut client = ClientHandshake::new("h", "/");
+        client.deflate(Deflate::default());
+        let bytes = client.to_bytes();
+        let (req, _) = parse_request(&bytes, DEFAULT_MAX_HANDSHAKE_SIZE)
+            .unwrap()
+            .unwrap();
+        let server = check_request(&req).unwrap();
+        assert_eq!(server.extensions.len(), 1);
+        let (ext, agreed) = deflate::negotiate(&[Deflate::default()], &server.extensions).unwrap();
+        let resp = accept_response(
+            &server.accept,
+            None,
+            Some(&ext.to_string()),
+            &HeaderMap::new(),
+        );
+        let (head, _) = parse_response(&resp, DEFAULT_MAX_HANDSHAKE_SIZE)
+            .unwrap()
+            .unwrap();
+        let negotiated = client.check_response(&head).unwrap();
+        assert_eq!(negotiated.deflate, Some(agreed));
     }
 }

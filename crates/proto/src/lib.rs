@@ -26,6 +26,7 @@
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -35,6 +36,7 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
 pub use connection::{Connection, Event, MessageKind, State};
+pub use deflate::{Agreed, Deflate};
 pub use error::{Error, ProtocolError};
 pub use handshake::{ClientHandshake, HandshakeError, Reject, ResponseHead};
 pub use utf8::Utf8Bytes;

@@ -1,0 +1,979 @@
+//! permessage-deflate (RFC 7692): the `Sec-WebSocket-Extensions` grammar,
+//! negotiation of its four parameters in both roles, and per-message
+//! compression with limits.
+//!
+//! The codec is `flate2` on the `zlib-rs` backend. Two facts of zlib shape
+//! this module:
+//! - zlib cannot *compress* with an 8-bit window (it refuses raw deflate with
+//!   a 256-byte window). When the peer limits our window to 8 bits we accept,
+//!   and send every message uncompressed, which RFC 7692 always allows.
+//! - `flate2` inflates with windows of 9–15 bits only. A window larger than
+//!   the peer's is always able to inflate its data, so an 8-bit peer window
+//!   is inflated with 9 bits.
+//!
+//! Memory per connection with compression on (zlib's own figures): inflate
+//! keeps a window of 2^bits bytes plus about 7 KiB; deflate keeps
+//! 2^(bits+2) + 2^(memLevel+9) bytes, about 256 KiB at 15 bits and the
+//! default memLevel 8. Without context takeover ("no_context_takeover") the
+//! state is still allocated but reset after each message; a smaller
+//! `*_max_window_bits` is what saves memory.
+
+use std::fmt;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::error::ProtocolError;
+
+/// The extension's name in `Sec-WebSocket-Extensions`.
+pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
+
+/// The 4 bytes a sync flush ends with, removed from each compressed message
+/// on the wire (RFC 7692 §7.2.1) and put back before inflating (§7.2.2).
+const SYNC_TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+// ----- the Sec-WebSocket-Extensions grammar (RFC 6455 §9.1) -----
+
+/// One element of a `Sec-WebSocket-Extensions` header: a name and its
+/// parameters, values unquoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extension {
+    /// The extension token, e.g. `permessage-deflate`.
+    pub name: String,
+    /// `(name, value)` pairs in order; a parameter without `=` has no value.
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl fmt::Display for Extension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        for (name, value) in &self.params {
+            match value {
+                Some(v) => write!(f, "; {name}={v}")?,
+                None => write!(f, "; {name}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The header could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtensionSyntaxError;
+
+impl fmt::Display for ExtensionSyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed Sec-WebSocket-Extensions header")
+    }
+}
+
+impl std::error::Error for ExtensionSyntaxError {}
+
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// Parses a `Sec-WebSocket-Extensions` value (all its lines joined with
+/// commas): `extension *( "," extension )`, `extension = token *( ";"
+/// token [ "=" ( token / quoted-string ) ] )`. A quoted value must unquote
+/// to a token (RFC 6455 §9.1).
+pub fn parse_extensions(value: &str) -> Result<Vec<Extension>, ExtensionSyntaxError> {
+    struct Cursor<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+    impl Cursor<'_> {
+        fn ows(&mut self) {
+            while self.i < self.s.len() && (self.s[self.i] == b' ' || self.s[self.i] == b'\t') {
+                self.i += 1;
+            }
+        }
+        fn peek(&self) -> Option<u8> {
+            self.s.get(self.i).copied()
+        }
+        fn token(&mut self) -> Result<String, ExtensionSyntaxError> {
+            let start = self.i;
+            while self.i < self.s.len() && is_tchar(self.s[self.i]) {
+                self.i += 1;
+            }
+            if start == self.i {
+                return Err(ExtensionSyntaxError);
+            }
+            Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+        }
+        fn quoted(&mut self) -> Result<String, ExtensionSyntaxError> {
+            self.i += 1; // opening quote
+            let mut out = Vec::new();
+            loop {
+                match self.peek() {
+                    None => return Err(ExtensionSyntaxError),
+                    Some(b'"') => {
+                        self.i += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        let c = *self.s.get(self.i + 1).ok_or(ExtensionSyntaxError)?;
+                        out.push(c);
+                        self.i += 2;
+                    }
+                    Some(c) => {
+                        out.push(c);
+                        self.i += 1;
+                    }
+                }
+            }
+            if out.is_empty() || !out.iter().all(|&c| is_tchar(c)) {
+                return Err(ExtensionSyntaxError);
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+    }
+
+    let mut c = Cursor {
+        s: value.as_bytes(),
+        i: 0,
+    };
+    let mut out = Vec::new();
+    loop {
+        c.ows();
+        // Empty list elements (", ,") are allowed by RFC 7230 §7.
+        if c.peek() == Some(b',') {
+            c.i += 1;
+            continue;
+        }
+        if c.peek().is_none() {
+            break;
+        }
+        let name = c.token()?;
+        let mut params = Vec::new();
+        loop {
+            c.ows();
+            match c.peek() {
+                Some(b';') => {
+                    c.i += 1;
+                    c.ows();
+                    let pname = c.token()?;
+                    c.ows();
+                    let value = if c.peek() == Some(b'=') {
+                        c.i += 1;
+                        c.ows();
+                        Some(if c.peek() == Some(b'"') {
+                            c.quoted()?
+                        } else {
+                            c.token()?
+                        })
+                    } else {
+                        None
+                    };
+                    params.push((pname, value));
+                }
+                Some(b',') => {
+                    c.i += 1;
+                    break;
+                }
+                None => break,
+                Some(_) => return Err(ExtensionSyntaxError),
+            }
+        }
+        out.push(Extension { name, params });
+    }
+    Ok(out)
+}
+
+// ----- negotiation (RFC 7692 §7.1) -----
+
+/// permessage-deflate settings. On a client, one offer; on a server, one
+/// policy. Parameter names are RFC 7692's, from the server's and the
+/// client's point of view whatever our role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deflate {
+    /// Client: ask the server not to keep its compression context between
+    /// messages. Server: never keep it.
+    pub server_no_context_takeover: bool,
+    /// Client: promise not to keep ours. Server: require the client not to.
+    pub client_no_context_takeover: bool,
+    /// Client: limit the server's window to this (8–15). Server: use at most
+    /// this window. `None`: 15, and nothing said.
+    pub server_max_window_bits: Option<u8>,
+    /// Client: offer `client_max_window_bits`, with this value if any (the
+    /// server may then limit our window). Server: limit the client's window
+    /// to this, if the client allows it. `None` on a server: no limit.
+    pub client_max_window_bits: Option<u8>,
+    /// Messages shorter than this are sent uncompressed (default 32 bytes).
+    pub threshold: usize,
+    /// The compression level, 0–9 (default 6; 1 is fastest).
+    pub level: u32,
+}
+
+impl Default for Deflate {
+    /// The offer browsers make: `permessage-deflate; client_max_window_bits`;
+    /// as a server policy, accept any offer with no further limits.
+    fn default() -> Self {
+        Deflate {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+            threshold: 32,
+            level: 6,
+        }
+    }
+}
+
+/// What both ends agreed on for one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Agreed {
+    /// The server resets its compressor after each message.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compressor after each message.
+    pub client_no_context_takeover: bool,
+    /// The server compresses with at most this window (8–15).
+    pub server_max_window_bits: u8,
+    /// The client compresses with at most this window (8–15).
+    pub client_max_window_bits: u8,
+    /// Our threshold for compressing a message.
+    pub threshold: usize,
+    /// Our compression level.
+    pub level: u32,
+}
+
+impl Agreed {
+    /// The extension element that states this agreement (the server's answer).
+    pub fn to_extension(&self, client_bits_offered: bool) -> Extension {
+        let mut params = Vec::new();
+        if self.server_no_context_takeover {
+            params.push(("server_no_context_takeover".into(), None));
+        }
+        if self.client_no_context_takeover {
+            params.push(("client_no_context_takeover".into(), None));
+        }
+        if self.server_max_window_bits < 15 {
+            params.push((
+                "server_max_window_bits".into(),
+                Some(self.server_max_window_bits.to_string()),
+            ));
+        }
+        if client_bits_offered && self.client_max_window_bits < 15 {
+            params.push((
+                "client_max_window_bits".into(),
+                Some(self.client_max_window_bits.to_string()),
+            ));
+        }
+        Extension {
+            name: PERMESSAGE_DEFLATE.into(),
+            params,
+        }
+    }
+}
+
+/// Why a server's permessage-deflate answer is not acceptable to the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unacceptable permessage-deflate response: {0}")]
+pub struct NegotiationError(pub String);
+
+/// The four parameters as they appear in one offer or response.
+#[derive(Default)]
+struct Params {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `Some(None)`: present without a value.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+fn window_bits(value: &str) -> Option<u8> {
+    // RFC 7692 §7.1.2: 1*DIGIT 8–15, no leading zeros.
+    match value.parse::<u8>() {
+        Ok(n @ 8..=15) if !value.starts_with('0') => Some(n),
+        _ => None,
+    }
+}
+
+/// Reads the parameters of a permessage-deflate element: unknown or repeated
+/// parameters and bad values make it invalid (RFC 7692 §7.1).
+fn read_params(ext: &Extension) -> Result<Params, String> {
+    let mut p = Params::default();
+    let mut seen = Vec::new();
+    for (name, value) in &ext.params {
+        if seen.contains(&name.as_str()) {
+            return Err(format!("{name} repeated"));
+        }
+        seen.push(name);
+        match (name.as_str(), value.as_deref()) {
+            ("server_no_context_takeover", None) => p.server_no_context_takeover = true,
+            ("client_no_context_takeover", None) => p.client_no_context_takeover = true,
+            ("server_max_window_bits", Some(v)) => {
+                p.server_max_window_bits =
+                    Some(window_bits(v).ok_or_else(|| format!("server_max_window_bits={v}"))?);
+            }
+            ("client_max_window_bits", None) => p.client_max_window_bits = Some(None),
+            ("client_max_window_bits", Some(v)) => {
+                p.client_max_window_bits = Some(Some(
+                    window_bits(v).ok_or_else(|| format!("client_max_window_bits={v}"))?,
+                ));
+            }
+            (name, _) => return Err(format!("bad parameter {name}")),
+        }
+    }
+    Ok(p)
+}
+
+impl Deflate {
+    /// Sets the compression threshold.
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// Sets the compression level (0–9).
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+
+    /// The client's offer for these settings.
+    pub fn offer(&self) -> Extension {
+        let mut params = Vec::new();
+        if self.server_no_context_takeover {
+            params.push(("server_no_context_takeover".into(), None));
+        }
+        if self.client_no_context_takeover {
+            params.push(("client_no_context_takeover".into(), None));
+        }
+        if let Some(bits) = self.server_max_window_bits {
+            params.push(("server_max_window_bits".into(), Some(bits.to_string())));
+        }
+        params.push((
+            "client_max_window_bits".into(),
+            self.client_max_window_bits.map(|b| b.to_string()),
+        ));
+        Extension {
+            name: PERMESSAGE_DEFLATE.into(),
+            params,
+        }
+    }
+
+    /// Server: the answer to one client offer under this policy, or `None`
+    /// to decline it (RFC 7692 §7.1: an invalid offer is declined, not fatal).
+    fn answer(&self, offer: &Extension) -> Option<(Extension, Agreed)> {
+        let p = read_params(offer).ok()?;
+        let server_bits = match (p.server_max_window_bits, self.server_max_window_bits) {
+            (Some(asked), Some(ours)) => asked.min(ours),
+            (Some(asked), None) => asked,
+            (None, ours) => ours.unwrap_or(15),
+        };
+        let client_bits = match (p.client_max_window_bits, self.client_max_window_bits) {
+            // We want to limit the client, which did not say it can be limited.
+            (None, Some(ours)) if ours < 15 => return None,
+            (None, _) => 15,
+            (Some(offered), ours) => offered.unwrap_or(15).min(ours.unwrap_or(15)),
+        };
+        let agreed = Agreed {
+            server_no_context_takeover: p.server_no_context_takeover
+                || self.server_no_context_takeover,
+            client_no_context_takeover: p.client_no_context_takeover
+                || self.client_no_context_takeover,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+            threshold: self.threshold,
+            level: self.level,
+        };
+        let mut answer = agreed.to_extension(p.client_max_window_bits.is_some());
+        // A window the client asked for is always answered, even at 15.
+        if p.server_max_window_bits.is_some() && server_bits == 15 {
+            answer
+                .params
+                .push(("server_max_window_bits".into(), Some("15".into())));
+        }
+        Some((answer, agreed))
+    }
+
+    /// Client: checks the server's answer to our offers (in our order) and
+    /// returns what was agreed. The answer must fit one of the offers.
+    pub fn check_response(
+        offers: &[Deflate],
+        response: &Extension,
+    ) -> Result<Agreed, NegotiationError> {
+        let p = read_params(response).map_err(NegotiationError)?;
+        let mut last = NegotiationError("no offer matches".into());
+        for offer in offers {
+            match offer.fits(&p) {
+                Ok(agreed) => return Ok(agreed),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether a response fits this offer (RFC 7692 §7.1.1, §7.1.2).
+    fn fits(&self, p: &Params) -> Result<Agreed, NegotiationError> {
+        if self.server_no_context_takeover && !p.server_no_context_takeover {
+            return Err(NegotiationError(
+                "server_no_context_takeover was requested but not accepted".into(),
+            ));
+        }
+        let server_bits = match (self.server_max_window_bits, p.server_max_window_bits) {
+            (Some(asked), Some(got)) if got <= asked => got,
+            (Some(asked), Some(got)) => {
+                return Err(NegotiationError(format!(
+                    "server_max_window_bits={got} exceeds the {asked} requested"
+                )))
+            }
+            (Some(_), None) => {
+                return Err(NegotiationError(
+                    "server_max_window_bits was requested but not answered".into(),
+                ))
+            }
+            (None, got) => got.unwrap_or(15),
+        };
+        let client_bits = match p.client_max_window_bits {
+            None => self.client_max_window_bits.unwrap_or(15),
+            Some(None) => {
+                return Err(NegotiationError(
+                    "client_max_window_bits without a value".into(),
+                ))
+            }
+            Some(Some(got)) if got <= self.client_max_window_bits.unwrap_or(15) => got,
+            Some(Some(got)) => {
+                return Err(NegotiationError(format!(
+                    "client_max_window_bits={got} exceeds our offer"
+                )))
+            }
+        };
+        Ok(Agreed {
+            server_no_context_takeover: p.server_no_context_takeover,
+            client_no_context_takeover: p.client_no_context_takeover
+                || self.client_no_context_takeover,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+            threshold: self.threshold,
+            level: self.level,
+        })
+    }
+}
+
+/// Server: picks the first client offer (in the client's order) that one of
+/// our policies (in our order) accepts. Returns the response element and the
+/// agreement, or `None` to go without compression. Offers of other
+/// extensions are ignored.
+pub fn negotiate(policies: &[Deflate], offers: &[Extension]) -> Option<(Extension, Agreed)> {
+    offers
+        .iter()
+        .filter(|o| o.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE))
+        .find_map(|offer| policies.iter().find_map(|p| p.answer(offer)))
+}
+
+// ----- per-message compression (RFC 7692 §7.2) -----
+
+/// The compression state of one connection, one role.
+pub struct Codec {
+    /// `None` when we may not compress (8-bit window): we send uncompressed.
+    compressor: Option<Compress>,
+    reset_compressor: bool,
+    decompressor: Decompress,
+    reset_decompressor: bool,
+    threshold: usize,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec")
+            .field("compresses", &self.compressor.is_some())
+            .field("reset_compressor", &self.reset_compressor)
+            .field("reset_decompressor", &self.reset_decompressor)
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+impl Codec {
+    /// The codec for our side of an agreement.
+    pub fn new(agreed: &Agreed, is_server: bool) -> Codec {
+        let (ours, our_reset, theirs, their_reset) = if is_server {
+            (
+                agreed.server_max_window_bits,
+                agreed.server_no_context_takeover,
+                agreed.client_max_window_bits,
+                agreed.client_no_context_takeover,
+            )
+        } else {
+            (
+                agreed.client_max_window_bits,
+                agreed.client_no_context_takeover,
+                agreed.server_max_window_bits,
+                agreed.server_no_context_takeover,
+            )
+        };
+        Codec {
+            compressor: (ours >= 9).then(|| {
+                Compress::new_with_window_bits(Compression::new(agreed.level), false, ours)
+            }),
+            reset_compressor: our_reset,
+            decompressor: Decompress::new_with_window_bits(false, theirs.max(9)),
+            reset_decompressor: their_reset,
+            threshold: agreed.threshold,
+        }
+    }
+
+    /// Whether a message of `len` bytes should be sent compressed.
+    pub fn should_compress(&self, len: usize) -> bool {
+        self.compressor.is_some() && len >= self.threshold
+    }
+
+    /// Whether we can compress at all (not with an 8-bit window).
+    pub fn can_compress(&self) -> bool {
+        self.compressor.is_some()
+    }
+
+    /// Compresses one piece of a message into `out` (cleared first). The last
+    /// piece (`fin`) loses the sync-flush trailer and ends the message.
+    pub fn compress(&mut self, input: &[u8], fin: bool, out: &mut Vec<u8>) {
+        out.clear();
+        let Some(c) = self.compressor.as_mut() else {
+            out.extend_from_slice(input);
+            return;
+        };
+        out.reserve(input.len() / 2 + 64);
+        let mut input = input;
+        loop {
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(64));
+            }
+            let before = c.total_in();
+            // Compressing from memory to memory cannot fail but on misuse.
+            let _ = c.compress_vec(input, out, FlushCompress::Sync);
+            input = &input[(c.total_in() - before) as usize..];
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if fin {
+            if out.ends_with(&SYNC_TRAILER) {
+                out.truncate(out.len() - SYNC_TRAILER.len());
+            }
+            if out.is_empty() {
+                // Nothing new since the last flush (zlib emits no second
+                // empty block): an empty stored block, which the receiver's
+                // trailer completes (RFC 7692 §7.2.3.6).
+                out.push(0x00);
+            }
+            if self.reset_compressor {
+                c.reset();
+            }
+        }
+    }
+
+    /// Inflates one piece of a compressed message, appending to `out`; the
+    /// last piece (`fin`) also inflates the trailer and ends the message.
+    ///
+    /// `out` never grows past `limit + 1` bytes: a message that would inflate
+    /// past `limit` fails with [`ProtocolError::MessageTooBig`] as soon as it
+    /// does. `on_output` sees each newly inflated piece (for UTF-8 checks).
+    pub fn decompress(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: usize,
+        on_output: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        self.inflate(input, out, limit, on_output)?;
+        if fin {
+            self.inflate(&SYNC_TRAILER, out, limit, on_output)?;
+            if self.reset_decompressor {
+                self.decompressor.reset(false);
+            }
+        }
+        Ok(())
+    }
+
+    fn inflate(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+        on_output: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            if out.len() == out.capacity() {
+                // Grow geometrically, but never past one byte over the limit.
+                let room = (limit + 1).saturating_sub(out.len());
+                if room == 0 {
+                    return Err(ProtocolError::MessageTooBig {
+                        size: out.len() as u64,
+                        limit,
+                    });
+                }
+                out.reserve_exact(out.len().clamp(4096, 1 << 20).min(room));
+            }
+            let (in_before, out_before) = (self.decompressor.total_in(), out.len());
+            let status = self
+                .decompressor
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .map_err(|e| ProtocolError::Extension(format!("inflate: {e}")))?;
+            input = &input[(self.decompressor.total_in() - in_before) as usize..];
+            if out.len() > limit {
+                return Err(ProtocolError::MessageTooBig {
+                    size: out.len() as u64,
+                    limit,
+                });
+            }
+            on_output(&out[out_before..])?;
+            let output_full = out.len() == out.capacity();
+            if status == Status::StreamEnd {
+                // A final block ends the deflate stream: nothing may follow.
+                if !input.is_empty() {
+                    return Err(ProtocolError::Extension(
+                        "data after the final block".into(),
+                    ));
+                }
+                self.decompressor.reset(false);
+                return Ok(());
+            }
+            if input.is_empty() && !output_full {
+                return Ok(());
+            }
+            if !output_full && out.len() == out_before && !input.is_empty() {
+                return Err(ProtocolError::Extension("inflate made no progress".into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(s: &str) -> Extension {
+        let mut v = parse_extensions(s).unwrap();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    #[test]
+    fn parses_several_offers_with_quoted_values() {
+        let v = parse_extensions(
+            "permessage-deflate; client_max_window_bits; server_max_window_bits=\"10\" , permessage-deflate,x-foo;a=b",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(
+            v[0].params,
+            [
+                ("client_max_window_bits".into(), None),
+                ("server_max_window_bits".into(), Some("10".into()))
+            ]
+        );
+        assert!(v[1].params.is_empty());
+        assert_eq!(v[2].name, "x-foo");
+        for bad in ["permessage-deflate; =1", "a;b=\"c d\"", "a b", "a;b=\"x"] {
+            assert_eq!(parse_extensions(bad), Err(ExtensionSyntaxError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_offer_is_what_browsers_send() {
+        assert_eq!(
+            Deflate::default().offer().to_string(),
+            "permessage-deflate; client_max_window_bits"
+        );
+    }
+
+    /// Server policy × client offer → the answer's text, or declined.
+    fn answer(policy: Deflate, offer: &str) -> Option<String> {
+        negotiate(&[policy], &parse_extensions(offer).unwrap()).map(|(e, _)| e.to_string())
+    }
+
+    #[test]
+    fn negotiation_table_server_side() {
+        // RFC 7692 §7.1: offer × server policy → response (or declined).
+        let d = Deflate::default;
+        let rows: Vec<(Deflate, &str, Option<&str>)> = vec![
+            (d(), "permessage-deflate", Some("permessage-deflate")),
+            (
+                d(),
+                "permessage-deflate; server_no_context_takeover",
+                Some("permessage-deflate; server_no_context_takeover"),
+            ),
+            (
+                d(),
+                "permessage-deflate; client_no_context_takeover",
+                Some("permessage-deflate; client_no_context_takeover"),
+            ),
+            (
+                Deflate {
+                    client_no_context_takeover: true,
+                    ..d()
+                },
+                "permessage-deflate",
+                Some("permessage-deflate; client_no_context_takeover"),
+            ),
+            (
+                Deflate {
+                    server_no_context_takeover: true,
+                    ..d()
+                },
+                "permessage-deflate",
+                Some("permessage-deflate; server_no_context_takeover"),
+            ),
+            (
+                d(),
+                "permessage-deflate; server_max_window_bits=10",
+                Some("permessage-deflate; server_max_window_bits=10"),
+            ),
+            (
+                d(),
+                "permessage-deflate; server_max_window_bits=15",
+                Some("permessage-deflate; server_max_window_bits=15"),
+            ),
+            (
+                Deflate {
+                    server_max_window_bits: Some(9),
+                    ..d()
+                },
+                "permessage-deflate; server_max_window_bits=12",
+                Some("permessage-deflate; server_max_window_bits=9"),
+            ),
+            (
+                Deflate {
+                    server_max_window_bits: Some(11),
+                    ..d()
+                },
+                "permessage-deflate",
+                Some("permessage-deflate; server_max_window_bits=11"),
+            ),
+            (
+                d(),
+                "permessage-deflate; client_max_window_bits",
+                Some("permessage-deflate"),
+            ),
+            (
+                d(),
+                "permessage-deflate; client_max_window_bits=9",
+                Some("permessage-deflate; client_max_window_bits=9"),
+            ),
+            (
+                Deflate {
+                    client_max_window_bits: Some(10),
+                    ..d()
+                },
+                "permessage-deflate; client_max_window_bits",
+                Some("permessage-deflate; client_max_window_bits=10"),
+            ),
+            (
+                Deflate {
+                    client_max_window_bits: Some(10),
+                    ..d()
+                },
+                "permessage-deflate; client_max_window_bits=12",
+                Some("permessage-deflate; client_max_window_bits=10"),
+            ),
+            // The server wants to limit the client, which cannot be limited.
+            (
+                Deflate {
+                    client_max_window_bits: Some(10),
+                    ..d()
+                },
+                "permessage-deflate",
+                None,
+            ),
+            // Invalid offers are declined, not fatal.
+            (d(), "permessage-deflate; server_max_window_bits=7", None),
+            (d(), "permessage-deflate; server_max_window_bits=16", None),
+            (d(), "permessage-deflate; server_max_window_bits=010", None),
+            (d(), "permessage-deflate; server_max_window_bits", None),
+            (d(), "permessage-deflate; client_max_window_bits=0", None),
+            (d(), "permessage-deflate; server_no_context_takeover=1", None),
+            (d(), "permessage-deflate; foo", None),
+            (
+                d(),
+                "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+                None,
+            ),
+            (d(), "x-webkit-deflate-frame", None),
+            // The first acceptable offer wins.
+            (
+                d(),
+                "permessage-deflate; foo, permessage-deflate; server_max_window_bits=12, permessage-deflate",
+                Some("permessage-deflate; server_max_window_bits=12"),
+            ),
+        ];
+        for (policy, offer, want) in rows {
+            assert_eq!(answer(policy, offer).as_deref(), want, "offer {offer:?}");
+        }
+    }
+
+    fn check(offer: Deflate, response: &str) -> Result<Agreed, NegotiationError> {
+        Deflate::check_response(&[offer], &ext(response))
+    }
+
+    #[test]
+    fn negotiation_table_client_side() {
+        let d = Deflate::default;
+        // Acceptable answers.
+        let a = check(d(), "permessage-deflate").unwrap();
+        assert_eq!(
+            (a.server_max_window_bits, a.client_max_window_bits),
+            (15, 15)
+        );
+        let a = check(d(), "permessage-deflate; client_max_window_bits=9").unwrap();
+        assert_eq!(a.client_max_window_bits, 9);
+        let a = check(d(), "permessage-deflate; server_no_context_takeover").unwrap();
+        assert!(a.server_no_context_takeover);
+        let a = check(d(), "permessage-deflate; client_no_context_takeover").unwrap();
+        assert!(a.client_no_context_takeover);
+        let a = check(d(), "permessage-deflate; server_max_window_bits=10").unwrap();
+        assert_eq!(a.server_max_window_bits, 10);
+        let asked = Deflate {
+            server_max_window_bits: Some(10),
+            server_no_context_takeover: true,
+            ..d()
+        };
+        let a = check(
+            asked.clone(),
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=8",
+        )
+        .unwrap();
+        assert_eq!(a.server_max_window_bits, 8);
+        // Answers the client did not allow: the connection fails.
+        for (offer, response) in [
+            (
+                asked.clone(),
+                "permessage-deflate; server_max_window_bits=10",
+            ),
+            (
+                asked.clone(),
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=11",
+            ),
+            (asked, "permessage-deflate; server_no_context_takeover"),
+            (d(), "permessage-deflate; client_max_window_bits"),
+            (
+                Deflate {
+                    client_max_window_bits: Some(10),
+                    ..d()
+                },
+                "permessage-deflate; client_max_window_bits=11",
+            ),
+            (d(), "permessage-deflate; server_max_window_bits=7"),
+            (d(), "permessage-deflate; bogus"),
+            (
+                d(),
+                "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            ),
+        ] {
+            assert!(check(offer, response).is_err(), "{response}");
+        }
+    }
+
+    fn agreed(server_bits: u8, client_bits: u8, no_takeover: bool) -> Agreed {
+        Agreed {
+            server_no_context_takeover: no_takeover,
+            client_no_context_takeover: no_takeover,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+            threshold: 0,
+            level: 6,
+        }
+    }
+
+    fn round_trip(a: &Agreed, messages: &[Vec<u8>]) {
+        let mut server = Codec::new(a, true);
+        let mut client = Codec::new(a, false);
+        if a.server_max_window_bits == 8 {
+            // zlib cannot compress with 256 bytes of window: we send plain.
+            assert!(!server.can_compress() && !server.should_compress(100));
+            return;
+        }
+        for msg in messages {
+            let mut wire = Vec::new();
+            server.compress(msg, true, &mut wire);
+            let mut back = Vec::new();
+            client
+                .decompress(&wire, true, &mut back, usize::MAX - 1, &mut |_| Ok(()))
+                .unwrap();
+            assert_eq!(&back, msg);
+        }
+    }
+
+    #[test]
+    fn round_trips_at_every_window_size() {
+        let text: Vec<u8> = (0..20_000u32)
+            .map(|i| b"the quick brown fox "[(i % 20) as usize] ^ ((i / 997) as u8 & 1))
+            .collect();
+        let messages = vec![text.clone(), Vec::new(), b"x".to_vec(), text];
+        for bits in 8..=15 {
+            for no_takeover in [false, true] {
+                round_trip(&agreed(bits, bits, no_takeover), &messages);
+            }
+        }
+    }
+
+    #[test]
+    fn compresses_the_empty_message_to_one_zero_byte() {
+        // RFC 7692 §7.2.3.6.
+        let mut c = Codec::new(&agreed(15, 15, false), true);
+        let mut out = Vec::new();
+        c.compress(b"", true, &mut out);
+        assert_eq!(out, [0x00]);
+    }
+
+    #[test]
+    fn inflates_the_rfc_example() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed.
+        let mut c = Codec::new(&agreed(15, 15, false), false);
+        let mut out = Vec::new();
+        c.decompress(
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+            true,
+            &mut out,
+            100,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(out, b"Hello");
+    }
+
+    #[test]
+    fn context_takeover_shrinks_a_repeated_message() {
+        // RFC 7692 §7.2.3.2: with context takeover the second copy is shorter.
+        let msg = b"Hello, Hello, what a message this is".to_vec();
+        let mut keep = Codec::new(&agreed(15, 15, false), true);
+        let mut reset = Codec::new(&agreed(15, 15, true), true);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keep.compress(&msg, true, &mut a);
+        let first = a.len();
+        keep.compress(&msg, true, &mut a);
+        reset.compress(&msg, true, &mut b);
+        reset.compress(&msg, true, &mut b);
+        assert!(a.len() < first, "takeover: {} then {}", first, a.len());
+        assert_eq!(b.len(), first, "no takeover: the same each time");
+    }
+
+    #[test]
+    fn stops_inflating_at_the_limit() {
+        let zeros = vec![0u8; 10 << 20];
+        let mut c = Codec::new(&agreed(15, 15, false), true);
+        let mut wire = Vec::new();
+        c.compress(&zeros, true, &mut wire);
+        assert!(wire.len() < 20_000);
+        let mut d = Codec::new(&agreed(15, 15, false), false);
+        let mut out = Vec::new();
+        let err = d
+            .decompress(&wire, true, &mut out, 1 << 20, &mut |_| Ok(()))
+            .unwrap_err();
+        assert!(matches!(err, ProtocolError::MessageTooBig { limit, .. } if limit == 1 << 20));
+        assert!(
+            out.capacity() <= (1 << 20) + 1,
+            "capacity {}",
+            out.capacity()
+        );
+    }
+
+    #[test]
+    fn rejects_corrupt_data() {
+        let mut d = Codec::new(&agreed(15, 15, false), false);
+        let mut out = Vec::new();
+        assert!(d
+            .decompress(&[0xff, 0xff, 0xff], true, &mut out, 100, &mut |_| Ok(()))
+            .is_err());
+    }
+}
