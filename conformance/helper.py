@@ -122,17 +122,18 @@ def check(args: list[str]) -> None:
     print(f"selected {len(selected)} cases ({' '.join(patterns) or 'all'}); "
           f"informational by design: {' '.join(sorted(informational & sel_set)) or '-'}")
     bad_total = 0
+    passed_total = 0
     for spec in dirs:
         label, d = spec.split("=", 1)
         index_path = Path(d) / "index.json"
         if not index_path.is_file():
             print(f"{label}: FAIL: no report at {index_path}")
-            bad_total += 1
+            bad_total += len(selected)
             continue
         index = json.loads(index_path.read_text())
         if len(index) != 1:
             print(f"{label}: FAIL: expected one agent in {index_path}, found {sorted(index)}")
-            bad_total += 1
+            bad_total += len(selected)
             continue
         agent, results = next(iter(index.items()))
         got = {c: r for c, r in results.items() if c in sel_set}
@@ -165,6 +166,9 @@ def check(args: list[str]) -> None:
         bad += missing
         print(f"{label}: {'PASS' if not bad else f'FAIL ({len(bad)} cases not OK)'} - {Path(d) / 'index.html'}")
         bad_total += len(bad)
+        passed_total += len(selected) - len(bad)
+    # Plain closing line, read by CI as the test count.
+    print(f"conformance: {passed_total} passed, {bad_total} failed")
     sys.exit(1 if bad_total else 0)
 
 
