@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::error::{Error, Result};
 use crate::handshake::{client_step, parse_url, target, Response, HANDSHAKE_READ};
 use crate::socket::{WebSocket, DEFAULT_CLOSE_TIMEOUT};
+use crate::transport::Transport;
 
 /// The default `User-Agent`: `dialtone/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("dialtone/", env!("CARGO_PKG_VERSION"));
@@ -110,21 +111,26 @@ impl Dialer {
     }
 
     /// Dials a `ws://` URL.
-    pub async fn dial(&self, url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
+    pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
         let url = parse_url(url)?;
         let work = async {
-            let (_, _, port) = target(&url)?;
-            let host = match url.host() {
-                Some(url::Host::Ipv6(addr)) => addr.to_string(),
-                Some(host) => host.to_string(),
-                None => return Err(Error::Url(format!("{url} has no host"))),
-            };
-            let stream = connect(&host, port).await?;
-            self.handshake_inner(stream, &url).await
+            let transport = self.open_transport(&url).await?;
+            self.handshake_inner(transport, &url).await
         };
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| Error::Timeout(self.timeout))?
+    }
+
+    /// DNS, TCP (and later proxy and TLS) for `url`.
+    async fn open_transport(&self, url: &url::Url) -> Result<Transport> {
+        let (_, _, port) = target(url)?;
+        let host = match url.host() {
+            Some(url::Host::Ipv6(addr)) => addr.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(Error::Url(format!("{url} has no host"))),
+        };
+        Ok(Transport::Tcp(connect(&host, port).await?))
     }
 
     /// Runs the opening handshake for `url` over a transport the caller

@@ -31,6 +31,7 @@ pub mod handshake;
 pub mod listener;
 pub mod message;
 pub mod socket;
+pub mod transport;
 
 pub use dialer::Dialer;
 pub use error::{Error, Result};
@@ -38,6 +39,7 @@ pub use handshake::{Acceptor, Response};
 pub use listener::{accept, Incoming, Listener};
 pub use message::Message;
 pub use socket::{WebSocket, WsReader, WsWriter};
+pub use transport::Transport;
 
 pub use dialtone_proto as proto;
 pub use dialtone_proto::handshake::Reject;

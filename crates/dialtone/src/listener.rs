@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::error::{Error, Result};
 use crate::handshake::{Acceptor, HANDSHAKE_READ};
 use crate::socket::WebSocket;
+use crate::transport::Transport;
 
 /// Accepts a WebSocket handshake on `io` with the default [`Acceptor`].
 pub async fn accept<S>(io: S) -> Result<(WebSocket<S>, Request<()>)>
@@ -144,7 +145,7 @@ impl Incoming {
     }
 
     /// Runs the handshake with the listener's [`Acceptor`].
-    pub async fn handshake(self) -> Result<(WebSocket<TcpStream>, Request<()>)> {
-        self.acceptor.accept(self.stream).await
+    pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
+        self.acceptor.accept(Transport::Tcp(self.stream)).await
     }
 }
