@@ -8,11 +8,12 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use dialtone_proto::http::Request;
+use dialtone_proto::handshake::parse_response;
+use dialtone_proto::http::{Request, StatusCode};
 use dialtone_proto::{CloseCode, CloseFrame, Connection, Role, State};
 
 use crate::dialer::Dialer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Rejection, Result};
 use crate::handshake::{client_step, parse_url, target, Acceptor, Response, HANDSHAKE_READ};
 use crate::message::{self, Message};
 
@@ -193,7 +194,7 @@ impl Dialer {
             }
         };
         stream.set_nodelay(true)?;
-        let request = self.request(&url)?;
+        let request = self.request(&url, true)?;
         stream.set_write_timeout(Some(remaining(deadline, self.timeout_value())?))?;
         stream.write_all(&request.to_bytes())?;
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
@@ -213,12 +214,29 @@ impl Dialer {
                     "the server closed the connection during the handshake",
                 )));
             }
-            if let Some((conn, response)) = client_step(&request, self.config_ref(), &mut buf)? {
-                stream.set_write_timeout(None)?;
-                stream.set_read_timeout(None)?;
-                let ws = WebSocket::from_connection(stream, conn, response.protocol.clone());
-                return Ok((ws, response));
+            let Some((head, len)) =
+                parse_response(&buf, self.config_ref().max_handshake_size)?
+            else {
+                continue;
+            };
+            if head.status != StatusCode::SWITCHING_PROTOCOLS {
+                // Redirects are followed by the async dialer only; the body
+                // is what arrived with the head.
+                let _ = buf.split_to(len);
+                buf.truncate(crate::dialer::MAX_REJECTION_BODY);
+                return Err(Error::Rejected(Box::new(Rejection {
+                    status: head.status,
+                    reason: head.reason,
+                    headers: head.headers,
+                    body: buf.freeze(),
+                })));
             }
+            let (conn, response) =
+                client_step(&request, self.config_ref(), head, len, &mut buf, &url)?;
+            stream.set_write_timeout(None)?;
+            stream.set_read_timeout(None)?;
+            let ws = WebSocket::from_connection(stream, conn, response.protocol.clone());
+            return Ok((ws, response));
         }
     }
 }

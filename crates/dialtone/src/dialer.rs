@@ -7,13 +7,17 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use dialtone_proto::handshake::ClientHandshake;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use dialtone_proto::handshake::{parse_response, ClientHandshake};
+use dialtone_proto::http::{HeaderMap, StatusCode};
 use dialtone_proto::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::{Error, Result};
+use crate::cookies::CookieJar;
+use crate::error::{Error, Rejection, Result};
 use crate::handshake::{client_step, parse_url, target, Response, HANDSHAKE_READ};
 use crate::socket::{WebSocket, DEFAULT_CLOSE_TIMEOUT};
 use crate::transport::Transport;
@@ -41,6 +45,45 @@ pub struct Dialer {
     user_agent: Option<String>,
     origin: Option<String>,
     headers: Vec<(String, String)>,
+    auth: Option<Auth>,
+    cookies: Option<CookieJar>,
+    max_redirects: usize,
+    allow_downgrade: bool,
+}
+
+/// Credentials sent with the handshake's `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP Basic (RFC 7617).
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A bearer token (RFC 6750).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        match self {
+            Auth::Basic { user, .. } => write!(f, "Basic({user:?}, ***)"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl Auth {
+    fn header_value(&self) -> String {
+        match self {
+            Auth::Basic { user, password } => {
+                format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+            }
+            Auth::Bearer(token) => format!("Bearer {token}"),
+        }
+    }
 }
 
 impl Default for Dialer {
@@ -53,6 +96,10 @@ impl Default for Dialer {
             user_agent: Some(DEFAULT_USER_AGENT.to_owned()),
             origin: None,
             headers: Vec::new(),
+            auth: None,
+            cookies: None,
+            max_redirects: Self::DEFAULT_MAX_REDIRECTS,
+            allow_downgrade: false,
         }
     }
 }
@@ -60,6 +107,9 @@ impl Default for Dialer {
 impl Dialer {
     /// The default dial timeout: 30 s, as in EFL.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default number of handshake redirects followed.
+    pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 
     /// A dialer with default limits, no subprotocols and the default user agent.
     pub fn new() -> Self {
@@ -110,12 +160,67 @@ impl Dialer {
         self
     }
 
-    /// Dials a `ws://` URL.
+    /// Sends `Authorization` with these credentials (to the URL's host only,
+    /// not to hosts a redirect leads to). Credentials in the URL's user
+    /// info (`ws://user:pw@host/`) are sent as Basic without this.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Sends the jar's matching cookies and stores the `Set-Cookie` headers
+    /// of handshake responses and redirects in it.
+    pub fn cookie_jar(mut self, jar: CookieJar) -> Self {
+        self.cookies = Some(jar);
+        self
+    }
+
+    /// Follows at most this many redirects (301, 302, 303, 307, 308) of the
+    /// handshake; 0 turns following off. Default 5, as EFL followed them.
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// Lets a redirect lead from `wss://` (or `https://`) to `ws://`.
+    /// Refused by default: it would drop TLS without the caller knowing.
+    pub fn allow_insecure_redirects(mut self, allow: bool) -> Self {
+        self.allow_downgrade = allow;
+        self
+    }
+
+    /// Dials a `ws://` URL, following redirects; the final URL is in
+    /// [`Response::url`].
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
-        let url = parse_url(url)?;
+        let first = parse_url(url)?;
         let work = async {
-            let transport = self.open_transport(&url).await?;
-            self.handshake_inner(transport, &url).await
+            let mut url = first.clone();
+            let mut hops = 0;
+            loop {
+                let transport = self.open_transport(&url).await?;
+                let send_auth = same_origin(&url, &first);
+                match self.handshake_inner(transport, &url, send_auth).await {
+                    Err(Error::Rejected(r)) if is_redirect(r.status) => {
+                        let next = redirect_target(&url, &r)?;
+                        if hops >= self.max_redirects {
+                            return Err(Error::Redirect(format!(
+                                "more than {} redirects (next: {next})",
+                                self.max_redirects
+                            )));
+                        }
+                        if url.scheme() == "wss" && next.scheme() == "ws" && !self.allow_downgrade
+                        {
+                            return Err(Error::Redirect(format!(
+                                "refusing to follow {url} to {next}, which drops TLS"
+                            )));
+                        }
+                        tracing::debug!("handshake redirected ({}) to {next}", r.status);
+                        hops += 1;
+                        url = next;
+                    }
+                    other => return other,
+                }
+            }
         };
         tokio::time::timeout(self.timeout, work)
             .await
@@ -140,12 +245,12 @@ impl Dialer {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let url = parse_url(url)?;
-        tokio::time::timeout(self.timeout, self.handshake_inner(io, &url))
+        tokio::time::timeout(self.timeout, self.handshake_inner(io, &url, true))
             .await
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
-    pub(crate) fn request(&self, url: &url::Url) -> Result<ClientHandshake> {
+    pub(crate) fn request(&self, url: &url::Url, send_auth: bool) -> Result<ClientHandshake> {
         let (host, resource, _) = target(url)?;
         let mut request = ClientHandshake::new(host, resource);
         for p in &self.protocols {
@@ -160,8 +265,20 @@ impl Dialer {
         if let Some(ua) = &self.user_agent {
             request.header("User-Agent", ua)?;
         }
+        let explicit_auth = self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
         for (name, value) in &self.headers {
             request.header(name, value)?;
+        }
+        if !explicit_auth {
+            if let Some(auth) = url_auth(url).or_else(|| self.auth.clone().filter(|_| send_auth)) {
+                request.header("Authorization", &auth.header_value())?;
+            }
+        }
+        if let Some(cookie) = self.cookies.as_ref().and_then(|jar| jar.header_for(url)) {
+            request.header("Cookie", &cookie)?;
         }
         Ok(request)
     }
@@ -178,11 +295,12 @@ impl Dialer {
         &self,
         mut io: S,
         url: &url::Url,
+        send_auth: bool,
     ) -> Result<(WebSocket<S>, Response)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let request = self.request(url)?;
+        let request = self.request(url, send_auth)?;
         io.write_all(&request.to_bytes()).await?;
         io.flush().await?;
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
@@ -194,13 +312,103 @@ impl Dialer {
                     "the server closed the connection during the handshake",
                 )));
             }
-            if let Some((conn, response)) = client_step(&request, &self.config, &mut buf)? {
-                let mut ws = WebSocket::from_connection(io, conn, response.protocol.clone());
-                ws.set_close_timeout(self.close_timeout);
-                return Ok((ws, response));
+            let Some((head, len)) = parse_response(&buf, self.config.max_handshake_size)? else {
+                continue;
+            };
+            if let Some(jar) = &self.cookies {
+                jar.store_from(url, &head.headers);
             }
+            if head.status != StatusCode::SWITCHING_PROTOCOLS {
+                let _ = buf.split_to(len);
+                let body = read_body(&mut io, buf, &head.headers).await;
+                return Err(Error::Rejected(Box::new(Rejection {
+                    status: head.status,
+                    reason: head.reason,
+                    headers: head.headers,
+                    body,
+                })));
+            }
+            let (conn, response) = client_step(&request, &self.config, head, len, &mut buf, url)?;
+            let mut ws = WebSocket::from_connection(io, conn, response.protocol.clone());
+            ws.set_close_timeout(self.close_timeout);
+            return Ok((ws, response));
         }
     }
+}
+
+/// The most of a refusal's body kept for the caller.
+pub const MAX_REJECTION_BODY: usize = 64 * 1024;
+
+/// Reads a refusal's body: `Content-Length` bytes, or until the server
+/// closes, at most [`MAX_REJECTION_BODY`] and for at most a second.
+async fn read_body<S: AsyncRead + Unpin>(io: &mut S, mut buf: BytesMut, headers: &HeaderMap) -> Bytes {
+    let want = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(MAX_REJECTION_BODY)
+        .min(MAX_REJECTION_BODY);
+    let read = async {
+        while buf.len() < want {
+            buf.reserve(want - buf.len());
+            match io.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+    buf.truncate(want);
+    buf.freeze()
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The `ws`/`wss` URL a redirect points to (`http` → `ws`, `https` → `wss`).
+fn redirect_target(from: &url::Url, r: &Rejection) -> Result<url::Url> {
+    let location = r
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::Redirect(format!("{} without a Location", r.status)))?;
+    let mut next = from
+        .join(location)
+        .map_err(|e| Error::Redirect(format!("bad Location {location:?}: {e}")))?;
+    let scheme = match next.scheme() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        other => return Err(Error::Redirect(format!("redirect to a {other}: URL"))),
+    };
+    // `set_scheme` refuses some special-scheme changes; rebuild the URL instead.
+    if next.scheme() != scheme {
+        let rest = &next.as_str()[next.scheme().len()..];
+        next = url::Url::parse(&format!("{scheme}{rest}"))
+            .map_err(|e| Error::Redirect(format!("bad Location {location:?}: {e}")))?;
+    }
+    next.set_fragment(None);
+    Ok(next)
+}
+
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Basic credentials from the URL's user info, percent-decoded.
+fn url_auth(url: &url::Url) -> Option<Auth> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some(Auth::Basic {
+        user: decode(url.username()),
+        password: decode(url.password().unwrap_or("")),
+    })
 }
 
 /// Connects to the first address of `host` that accepts, in resolver order.

@@ -38,6 +38,15 @@ pub enum Error {
     /// (`HandshakeError::Rejected`) keeps the status and headers.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The server answered the handshake with a status other than 101 (and
+    /// it was not a redirect that was followed): status, headers and the
+    /// start of the body, so the caller can react (e.g. to a 401).
+    #[error("server refused the handshake: {} {}", .0.status, .0.reason)]
+    Rejected(Box<Rejection>),
+    /// A redirect could not be followed (too many, a downgrade from TLS,
+    /// no or a bad `Location`).
+    #[error("redirect: {0}")]
+    Redirect(String),
     /// We refused a client's handshake (and answered it with this status).
     #[error("handshake refused: {0}")]
     Refused(Box<Reject>),
@@ -66,6 +75,19 @@ impl From<dialtone_proto::Error> for Error {
             other => Error::Usage(other),
         }
     }
+}
+
+/// A refusal of our handshake by the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status.
+    pub status: dialtone_proto::http::StatusCode,
+    /// The reason phrase.
+    pub reason: String,
+    /// The response headers.
+    pub headers: dialtone_proto::http::HeaderMap,
+    /// The body, at most 64 KiB of it.
+    pub body: bytes::Bytes,
 }
 
 /// `Result` with [`Error`].

@@ -22,34 +22,38 @@ pub struct Response {
     pub protocol: Option<String>,
     /// permessage-deflate as agreed, if the server accepted an offer.
     pub deflate: Option<dialtone_proto::Agreed>,
+    /// The URL finally dialed, after redirects.
+    pub url: url::Url,
 }
 
 /// Reads of a handshake head go in pieces of this size.
 pub(crate) const HANDSHAKE_READ: usize = 4096;
 
-/// After reading into `buf`: the connection and response once the server's
-/// head is complete. Bytes after the head are handed to the connection.
+/// Given the server's complete `101` head (`len` bytes at the start of
+/// `buf`): the connection and response. Bytes after the head are handed to
+/// the connection.
 pub(crate) fn client_step(
     request: &ClientHandshake,
     config: &Config,
+    head: ResponseHead,
+    len: usize,
     buf: &mut BytesMut,
-) -> Result<Option<(Connection, Response)>> {
-    let Some((head, len)) = hs::parse_response(buf, config.max_handshake_size)? else {
-        return Ok(None);
-    };
+    url: &url::Url,
+) -> Result<(Connection, Response)> {
     let negotiated = request.check_response(&head)?;
     buf.advance(len);
     let mut conn = Connection::with_deflate(Role::Client, config.clone(), negotiated.deflate);
     conn.read_buffer().extend_from_slice(buf);
     buf.clear();
-    Ok(Some((
+    Ok((
         conn,
         Response {
             head,
             protocol: negotiated.protocol,
             deflate: negotiated.deflate,
+            url: url.clone(),
         },
-    )))
+    ))
 }
 
 /// Decides which subprotocol to speak, or refuses, given the request and

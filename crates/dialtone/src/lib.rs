@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+pub mod cookies;
 pub mod dialer;
 pub mod error;
 pub mod handshake;
@@ -33,8 +34,9 @@ pub mod message;
 pub mod socket;
 pub mod transport;
 
-pub use dialer::Dialer;
-pub use error::{Error, Result};
+pub use cookies::CookieJar;
+pub use dialer::{Auth, Dialer};
+pub use error::{Error, Rejection, Result};
 pub use handshake::{Acceptor, Response};
 pub use listener::{accept, Incoming, Listener};
 pub use message::Message;

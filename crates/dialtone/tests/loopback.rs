@@ -143,9 +143,10 @@ async fn callback_can_refuse_with_a_status_the_dialer_sees() {
     });
     let url = echo_server(acceptor).await;
     match Dialer::new().dial(&url).await {
-        Err(Error::Handshake(HandshakeError::Rejected(head))) => {
-            assert_eq!(head.status, StatusCode::UNAUTHORIZED);
-            assert_eq!(head.headers["www-authenticate"], "Bearer");
+        Err(Error::Rejected(r)) => {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(r.headers["www-authenticate"], "Bearer");
+            assert_eq!(&r.body[..], b"who are you?\n");
         }
         other => panic!("expected a 401, got {other:?}"),
     }
@@ -407,4 +408,129 @@ fn blocking_acceptor_refuses_bad_requests() {
     c.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
     assert!(matches!(server.join().unwrap(), Err(Error::Refused(_))));
+}
+
+/// A one-shot HTTP responder: answers each connection with `answer(request)`.
+async fn http_responder<F>(answer: F) -> String
+where
+    F: Fn(&str) -> String + Send + Sync + 'static,
+{
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = tcp.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = s.write_all(answer(&req).as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    format!("ws://{addr}")
+}
+
+#[tokio::test]
+async fn follows_redirects_and_reports_the_final_url() {
+    let target = echo_server(Acceptor::new()).await;
+    let hop2 = {
+        let target = target.clone();
+        http_responder(move |_| {
+            format!("HTTP/1.1 308 Permanent Redirect\r\nLocation: {}/final?x=1\r\nContent-Length: 0\r\n\r\n",
+                target.replace("ws://", "http://"))
+        })
+        .await
+    };
+    let hop1 = http_responder(move |_| {
+        format!("HTTP/1.1 302 Found\r\nLocation: {hop2}/second\r\nContent-Length: 0\r\n\r\n")
+    })
+    .await;
+    let (mut ws, response) = Dialer::new().dial(&format!("{hop1}/first")).await.unwrap();
+    assert_eq!(response.url.as_str(), format!("{target}/final?x=1"));
+    ws.send("whoami").await.unwrap();
+    let reply = ws.recv().await.unwrap().unwrap();
+    assert!(matches!(reply, Message::Text(t) if t.starts_with("/final?x=1 ")));
+
+    // A limit of 1 stops at the second hop.
+    let err = Dialer::new()
+        .max_redirects(1)
+        .dial(&format!("{hop1}/first"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Redirect(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn redirect_loops_end_at_the_limit() {
+    let looping = http_responder(|_| {
+        "HTTP/1.1 301 Moved\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n".to_owned()
+    })
+    .await;
+    let err = Dialer::new().dial(&looping).await.unwrap_err();
+    assert!(matches!(err, Error::Redirect(ref m) if m.contains("more than 5")), "{err:?}");
+}
+
+#[tokio::test]
+async fn sends_basic_credentials_from_the_url_and_bearer_tokens() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = http_responder(move |req| {
+        let auth = req
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .unwrap_or("")
+            .to_owned();
+        log.lock().unwrap().push(auth);
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"ws\"\r\nContent-Length: 6\r\n\r\nno way".to_owned()
+    })
+    .await;
+    let with_user = server.replace("ws://", "ws://al%20ice:s%3Acret@");
+    let err = Dialer::new().dial(&with_user).await.unwrap_err();
+    match err {
+        Error::Rejected(r) => {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(&r.body[..], b"no way");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _ = Dialer::new()
+        .auth(dialtone::Auth::Bearer("t0k".into()))
+        .dial(&server)
+        .await;
+    let seen: Vec<String> = seen.lock().unwrap().iter().map(|s| s.to_lowercase()).collect();
+    // base64("al ice:s:cret")
+    assert_eq!(seen[0], "authorization: basic ywwgawnlonm6y3jlda==");
+    assert_eq!(seen[1], "authorization: bearer t0k");
+}
+
+#[tokio::test]
+async fn cookie_jar_stores_set_cookie_from_redirects_and_sends_it() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = http_responder(move |req| {
+        let cookie = req
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .unwrap_or("")
+            .to_owned();
+        log.lock().unwrap().push(cookie.clone());
+        if cookie.is_empty() {
+            "HTTP/1.1 302 Found\r\nSet-Cookie: session=s1; Path=/\r\nLocation: /in\r\nContent-Length: 0\r\n\r\n".to_owned()
+        } else {
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_owned()
+        }
+    })
+    .await;
+    let jar = dialtone::CookieJar::new();
+    let err = Dialer::new()
+        .cookie_jar(jar.clone())
+        .dial(&format!("{server}/login"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Rejected(ref r) if r.status == StatusCode::FORBIDDEN));
+    assert_eq!(seen.lock().unwrap()[1].to_lowercase(), "cookie: session=s1");
+    assert_eq!(jar.len(), 1);
+    assert!(jar.to_netscape().contains("\tsession\ts1"));
 }
