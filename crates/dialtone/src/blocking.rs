@@ -214,8 +214,7 @@ impl Dialer {
                     "the server closed the connection during the handshake",
                 )));
             }
-            let Some((head, len)) =
-                parse_response(&buf, self.config_ref().max_handshake_size)?
+            let Some((head, len)) = parse_response(&buf, self.config_ref().max_handshake_size)?
             else {
                 continue;
             };

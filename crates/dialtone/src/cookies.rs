@@ -270,6 +270,8 @@ mod tests {
         let again = CookieJar::from_netscape(&jar.to_netscape());
         assert_eq!(again.len(), 2);
         assert_eq!(again.to_netscape(), jar.to_netscape());
-        assert!(jar.to_netscape().contains("#HttpOnly_host.org\tFALSE\t/ws\tTRUE\t0\ttok\txyz"));
+        assert!(jar
+            .to_netscape()
+            .contains("#HttpOnly_host.org\tFALSE\t/ws\tTRUE\t0\ttok\txyz"));
     }
 }

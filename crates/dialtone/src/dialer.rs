@@ -208,8 +208,7 @@ impl Dialer {
                                 self.max_redirects
                             )));
                         }
-                        if url.scheme() == "wss" && next.scheme() == "ws" && !self.allow_downgrade
-                        {
+                        if url.scheme() == "wss" && next.scheme() == "ws" && !self.allow_downgrade {
                             return Err(Error::Redirect(format!(
                                 "refusing to follow {url} to {next}, which drops TLS"
                             )));
@@ -341,7 +340,11 @@ pub const MAX_REJECTION_BODY: usize = 64 * 1024;
 
 /// Reads a refusal's body: `Content-Length` bytes, or until the server
 /// closes, at most [`MAX_REJECTION_BODY`] and for at most a second.
-async fn read_body<S: AsyncRead + Unpin>(io: &mut S, mut buf: BytesMut, headers: &HeaderMap) -> Bytes {
+async fn read_body<S: AsyncRead + Unpin>(
+    io: &mut S,
+    mut buf: BytesMut,
+    headers: &HeaderMap,
+) -> Bytes {
     let want = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())

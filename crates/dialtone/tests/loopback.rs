@@ -469,7 +469,10 @@ async fn redirect_loops_end_at_the_limit() {
     })
     .await;
     let err = Dialer::new().dial(&looping).await.unwrap_err();
-    assert!(matches!(err, Error::Redirect(ref m) if m.contains("more than 5")), "{err:?}");
+    assert!(
+        matches!(err, Error::Redirect(ref m) if m.contains("more than 5")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -499,7 +502,12 @@ async fn sends_basic_credentials_from_the_url_and_bearer_tokens() {
         .auth(dialtone::Auth::Bearer("t0k".into()))
         .dial(&server)
         .await;
-    let seen: Vec<String> = seen.lock().unwrap().iter().map(|s| s.to_lowercase()).collect();
+    let seen: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_lowercase())
+        .collect();
     // base64("al ice:s:cret")
     assert_eq!(seen[0], "authorization: basic ywwgawnlonm6y3jlda==");
     assert_eq!(seen[1], "authorization: bearer t0k");
