@@ -85,13 +85,22 @@ async fn main() -> ExitCode {
 }
 
 /// Limits as the library's defaults; permessage-deflate on unless refused.
+/// permessage-deflate is offered twice, in order of preference: with
+/// context takeover, then without it, for servers that accept only clients
+/// that can go without (RFC 7692 §7.1.1.2). As a server policy the first
+/// accepts any valid offer.
 fn config(no_deflate: bool, threshold: usize) -> Config {
     let config = Config::default();
     if no_deflate {
-        config
-    } else {
-        config.deflate(Deflate::default().threshold(threshold))
+        return config;
     }
+    let without_takeover = Deflate {
+        client_no_context_takeover: true,
+        ..Deflate::default()
+    };
+    config
+        .deflate(Deflate::default().threshold(threshold))
+        .deflate(without_takeover.threshold(threshold))
 }
 
 /// How a message looks in a transcript.
