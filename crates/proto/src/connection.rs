@@ -141,10 +141,13 @@ impl MaskKeys {
 /// Outgoing frames, encoded, waiting to be written.
 #[derive(Debug, Default)]
 struct Outbox {
-    control: VecDeque<Bytes>,
+    /// Control frames, each marked if it is an automatic pong.
+    control: VecDeque<(Bytes, bool)>,
     data: VecDeque<Bytes>,
     /// The front data frame is partly written: it goes before control frames.
     data_started: bool,
+    /// The front control frame is partly written.
+    control_started: bool,
     /// Bytes waiting in both queues.
     len: usize,
 }
@@ -157,7 +160,31 @@ impl Outbox {
         } else {
             (None, self.data.range(..))
         };
-        first.into_iter().chain(self.control.iter()).chain(rest)
+        first
+            .into_iter()
+            .chain(self.control.iter().map(|(frame, _)| frame))
+            .chain(rest)
+    }
+
+    /// Queues an automatic pong. One not yet started is replaced rather than
+    /// joined (RFC 6455 §5.5.3 allows answering only the latest ping), so a
+    /// ping flood cannot grow the queue.
+    fn push_auto_pong(&mut self, frame: Bytes) {
+        let first_free = usize::from(self.control_started);
+        let replaceable = self
+            .control
+            .iter()
+            .enumerate()
+            .skip(first_free)
+            .rev()
+            .find(|(_, (_, auto))| *auto)
+            .map(|(i, _)| i);
+        if let Some(i) = replaceable {
+            self.len -= self.control[i].0.len();
+            self.control.remove(i);
+        }
+        self.len += frame.len();
+        self.control.push_back((frame, true));
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -165,17 +192,21 @@ impl Outbox {
         self.len -= n;
         while n > 0 {
             let from_data = self.data_started || self.control.is_empty();
-            let queue = if from_data {
-                &mut self.data
+            let front = if from_data {
+                self.data.front_mut()
             } else {
-                &mut self.control
+                self.control.front_mut().map(|(frame, _)| frame)
             };
-            let Some(front) = queue.front_mut() else {
+            let Some(front) = front else {
                 break;
             };
             let started = if n >= front.len() {
                 n -= front.len();
-                queue.pop_front();
+                if from_data {
+                    self.data.pop_front();
+                } else {
+                    self.control.pop_front();
+                }
                 false
             } else {
                 front.advance(n);
@@ -184,6 +215,8 @@ impl Outbox {
             };
             if from_data {
                 self.data_started = started;
+            } else {
+                self.control_started = started;
             }
         }
     }
@@ -552,7 +585,8 @@ impl Connection {
                 // §5.5.2: answer with a pong carrying the same payload, unless
                 // we already sent a close frame.
                 if self.state == State::Open {
-                    self.queue_control(OpCode::Pong, &payload);
+                    let pong = self.encode(OpCode::Pong, true, false, &payload);
+                    self.out.push_auto_pong(pong);
                 }
                 self.events.push_back(Event::Ping(payload));
             }
@@ -752,7 +786,7 @@ impl Connection {
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
         let frame = self.encode(opcode, true, false, payload);
         self.out.len += frame.len();
-        self.out.control.push_back(frame);
+        self.out.control.push_back((frame, false));
     }
 
     fn queue_data(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {

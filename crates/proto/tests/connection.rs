@@ -586,3 +586,31 @@ fn decodes_frames_received_before_the_transport_ended() {
         ]
     );
 }
+
+#[test]
+fn a_ping_flood_queues_one_pong_at_a_time() {
+    // §5.5.3: a pong may answer only the most recent ping.
+    let mut s = server();
+    for i in 0..10_000u32 {
+        s.receive(&client_frame(OpCode::Ping, true, &i.to_be_bytes()));
+        drain(&mut s).unwrap();
+    }
+    let out = written(&mut s);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.opcode, OpCode::Pong);
+    assert_eq!(out[0].1, 9_999u32.to_be_bytes());
+}
+
+#[test]
+fn a_pong_being_written_is_not_replaced() {
+    let mut s = server();
+    s.receive(&client_frame(OpCode::Ping, true, b"one"));
+    drain(&mut s).unwrap();
+    let first = s.transmit_chunk().unwrap()[0];
+    s.advance_transmit(1);
+    s.receive(&client_frame(OpCode::Ping, true, b"two"));
+    drain(&mut s).unwrap();
+    let out = written_after(&mut s, vec![first]);
+    let payloads: Vec<&[u8]> = out.iter().map(|(_, p)| &p[..]).collect();
+    assert_eq!(payloads, [&b"one"[..], &b"two"[..]]);
+}
