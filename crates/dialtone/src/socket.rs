@@ -421,6 +421,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
         poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
     }
 
+    /// Sends one piece of a message sent in fragments, as
+    /// [`WebSocket::send_fragment`].
+    pub async fn send_fragment(
+        &mut self,
+        kind: dialtone_proto::MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<()> {
+        poll_fn(|cx| lock(&self.shared).poll_ready(cx)).await?;
+        lock(&self.shared)
+            .conn
+            .send_fragment(kind, data, fin)
+            .map_err(Error::from)?;
+        poll_fn(|cx| lock(&self.shared).poll_flush(cx)).await
+    }
+
     /// Sends a close frame; the reader sees the peer's answer.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
         self.send(Message::Close(CloseFrame::new(code, reason)))
