@@ -292,5 +292,8 @@ async fn a_ping_flood_does_not_grow_our_queue() {
         .unwrap()
         .unwrap();
     assert_eq!(pings, 100_000);
-    assert!(max_pending <= 64, "at most one pong waits: {max_pending} bytes");
+    assert!(
+        max_pending <= 64,
+        "at most one pong waits: {max_pending} bytes"
+    );
 }

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use dialtone::{
-    Acceptor, CloseCode, CloseFrame, Config, Deflate, Dialer, Error, Listener, Message,
-    MessageKind,
+    Acceptor, CloseCode, CloseFrame, Config, Deflate, Dialer, Error, Listener, Message, MessageKind,
 };
 
 /// A small deterministic generator (xorshift), so failures reproduce.
