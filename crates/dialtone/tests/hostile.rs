@@ -292,8 +292,6 @@ async fn a_ping_flood_does_not_grow_our_queue() {
         .unwrap()
         .unwrap();
     assert_eq!(pings, 100_000);
-    assert!(
-        max_pending <= 64,
-        "at most one pong waits: {max_pending} bytes"
-    );
+    // 32 pongs of 18 bytes at most, whatever the flood's length.
+    assert!(max_pending <= 32 * 18, "pongs waiting: {max_pending} bytes");
 }

@@ -138,6 +138,11 @@ impl MaskKeys {
     }
 }
 
+/// How many automatic pongs may wait unwritten before a new one replaces
+/// the latest: enough that a burst of pings is answered one by one
+/// (Autobahn 2.10), few enough to bound the queue (32 × 131 bytes).
+pub const MAX_QUEUED_PONGS: usize = 32;
+
 /// Outgoing frames, encoded, waiting to be written.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -166,22 +171,31 @@ impl Outbox {
             .chain(rest)
     }
 
-    /// Queues an automatic pong. One not yet started is replaced rather than
-    /// joined (RFC 6455 §5.5.3 allows answering only the latest ping), so a
-    /// ping flood cannot grow the queue.
+    /// Queues an automatic pong. Past [`MAX_QUEUED_PONGS`] unwritten ones,
+    /// the latest is replaced rather than joined (RFC 6455 §5.5.3 allows
+    /// answering only the most recent ping), so a ping flood from a peer that
+    /// does not read cannot grow the queue.
     fn push_auto_pong(&mut self, frame: Bytes) {
         let first_free = usize::from(self.control_started);
-        let replaceable = self
+        let waiting = self
             .control
             .iter()
-            .enumerate()
             .skip(first_free)
-            .rev()
-            .find(|(_, (_, auto))| *auto)
-            .map(|(i, _)| i);
-        if let Some(i) = replaceable {
-            self.len -= self.control[i].0.len();
-            self.control.remove(i);
+            .filter(|(_, auto)| *auto)
+            .count();
+        if waiting >= MAX_QUEUED_PONGS {
+            let last = self
+                .control
+                .iter()
+                .enumerate()
+                .skip(first_free)
+                .rev()
+                .find(|(_, (_, auto))| *auto)
+                .map(|(i, _)| i);
+            if let Some(i) = last {
+                self.len -= self.control[i].0.len();
+                self.control.remove(i);
+            }
         }
         self.len += frame.len();
         self.control.push_back((frame, true));

@@ -596,9 +596,23 @@ fn a_ping_flood_queues_one_pong_at_a_time() {
         drain(&mut s).unwrap();
     }
     let out = written(&mut s);
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].0.opcode, OpCode::Pong);
-    assert_eq!(out[0].1, 9_999u32.to_be_bytes());
+    assert_eq!(out.len(), dialtone_proto::connection::MAX_QUEUED_PONGS);
+    assert!(out.iter().all(|(h, _)| h.opcode == OpCode::Pong));
+    // The first ones are answered in order, the last answers the latest ping.
+    assert_eq!(out[0].1, 0u32.to_be_bytes());
+    assert_eq!(out.last().unwrap().1, 9_999u32.to_be_bytes());
+}
+
+#[test]
+fn a_burst_of_pings_gets_every_pong() {
+    // Autobahn 2.10: ten pings, ten pongs, in order.
+    let mut s = server();
+    for i in 0..10u8 {
+        s.receive(&client_frame(OpCode::Ping, true, &[i]));
+    }
+    drain(&mut s).unwrap();
+    let payloads: Vec<u8> = written(&mut s).iter().map(|(_, p)| p[0]).collect();
+    assert_eq!(payloads, (0..10).collect::<Vec<u8>>());
 }
 
 #[test]
@@ -608,9 +622,15 @@ fn a_pong_being_written_is_not_replaced() {
     drain(&mut s).unwrap();
     let first = s.transmit_chunk().unwrap()[0];
     s.advance_transmit(1);
-    s.receive(&client_frame(OpCode::Ping, true, b"two"));
+    for i in 0..100u8 {
+        s.receive(&client_frame(OpCode::Ping, true, &[i]));
+    }
     drain(&mut s).unwrap();
     let out = written_after(&mut s, vec![first]);
-    let payloads: Vec<&[u8]> = out.iter().map(|(_, p)| &p[..]).collect();
-    assert_eq!(payloads, [&b"one"[..], &b"two"[..]]);
+    assert_eq!(
+        out[0].1, b"one",
+        "the pong being written is finished intact"
+    );
+    assert_eq!(out.len(), 1 + dialtone_proto::connection::MAX_QUEUED_PONGS);
+    assert_eq!(out.last().unwrap().1, [99]);
 }
