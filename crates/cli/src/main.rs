@@ -1,14 +1,17 @@
 //! `dialtone`: the command-line face of the library. It uses only the
 //! library's public API.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dialtone::{
-    Acceptor, CloseCode, CloseFrame, Config, Deflate, Dialer, Listener, Message, MessageKind,
+    Acceptor, CloseCode, CloseFrame, Config, CookieJar, Deflate, Dialer, Listener, Message,
+    MessageKind, ServerTls,
 };
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 #[command(name = "dialtone", version, about = "A WebSocket dialer and listener")]
@@ -23,37 +26,92 @@ enum Command {
     /// print the transcript.
     Demo,
     /// Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001).
-    Serve {
-        /// Address to bind.
-        addr: String,
-        /// Echo every text and binary message back (otherwise print them).
-        #[arg(long)]
-        echo: bool,
-        /// Do not accept permessage-deflate.
-        #[arg(long)]
-        no_deflate: bool,
-        /// Send messages shorter than this many bytes uncompressed.
-        #[arg(long, default_value_t = Deflate::default().threshold)]
-        deflate_threshold: usize,
-    },
+    Serve(ServeArgs),
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives.
-    Dial {
-        /// A ws:// URL.
-        url: String,
-        /// Echo every received message back instead of reading stdin.
-        #[arg(long)]
-        echo: bool,
-        /// Offer a subprotocol (repeatable).
-        #[arg(long = "protocol")]
-        protocols: Vec<String>,
-        /// Do not offer permessage-deflate.
-        #[arg(long)]
-        no_deflate: bool,
-        /// Send messages shorter than this many bytes uncompressed.
-        #[arg(long, default_value_t = Deflate::default().threshold)]
-        deflate_threshold: usize,
-    },
+    Dial(DialArgs),
+}
+
+#[derive(clap::Args)]
+struct DeflateArgs {
+    /// Do not use permessage-deflate.
+    #[arg(long)]
+    no_deflate: bool,
+    /// Send messages shorter than this many bytes uncompressed.
+    #[arg(long, default_value_t = Deflate::default().threshold)]
+    deflate_threshold: usize,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to bind.
+    addr: String,
+    /// Echo every text and binary message back (otherwise print them).
+    #[arg(long)]
+    echo: bool,
+    #[command(flatten)]
+    deflate: DeflateArgs,
+    /// Certificate chain (PEM) to serve wss:// with.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct DialArgs {
+    /// A ws:// or wss:// URL.
+    url: String,
+    /// Echo every received message back instead of reading stdin.
+    #[arg(long)]
+    echo: bool,
+    /// Send stdin as a byte stream of binary messages (EFL's streaming
+    /// mode) and write received binary messages to stdout.
+    #[arg(long, conflicts_with = "echo")]
+    binary: bool,
+    /// Offer a subprotocol (repeatable).
+    #[arg(long = "protocol")]
+    protocols: Vec<String>,
+    /// Add a request header, "Name: value" (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The User-Agent header.
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// Proxy URL: http://, socks5://, socks5h://, socks4://, socks4a://.
+    /// Without it, the *_PROXY environment variables are used, like curl.
+    #[arg(long, conflicts_with = "no_proxy")]
+    proxy: Option<String>,
+    /// Connect directly, whatever the environment says.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Trust this CA certificate (PEM file) too (repeatable).
+    #[arg(long = "cacert")]
+    cacerts: Vec<PathBuf>,
+    /// Client certificate (PEM) for TLS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Do not verify the server's certificate. For testing only.
+    #[arg(long)]
+    insecure: bool,
+    /// Load cookies from this Netscape cookie file and save them back.
+    #[arg(long)]
+    cookie_jar: Option<PathBuf>,
+    /// Follow at most this many handshake redirects.
+    #[arg(long, default_value_t = Dialer::DEFAULT_MAX_REDIRECTS)]
+    max_redirects: usize,
+    /// Ping the server every this many seconds (pong deadline: the same).
+    #[arg(long)]
+    ping_interval: Option<f64>,
+    /// Dial timeout in seconds (DNS, connect, proxy, TLS, handshake).
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    #[command(flatten)]
+    deflate: DeflateArgs,
 }
 
 #[tokio::main]
@@ -61,19 +119,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo().await,
-        Command::Serve {
-            addr,
-            echo,
-            no_deflate,
-            deflate_threshold,
-        } => serve(&addr, echo, config(no_deflate, deflate_threshold)).await,
-        Command::Dial {
-            url,
-            echo,
-            protocols,
-            no_deflate,
-            deflate_threshold,
-        } => dial(&url, echo, protocols, config(no_deflate, deflate_threshold)).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Dial(args) => dial(args).await,
     };
     match result {
         Ok(code) => code,
@@ -84,12 +131,12 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Limits as the library's defaults; permessage-deflate on unless refused.
 /// permessage-deflate is offered twice, in order of preference: with
 /// context takeover, then without it, for servers that accept only clients
 /// that can go without (RFC 7692 §7.1.1.2). As a server policy the first
 /// accepts any valid offer.
-fn config(no_deflate: bool, threshold: usize) -> Config {
+fn config(args: &DeflateArgs) -> Config {
+    let (no_deflate, threshold) = (args.no_deflate, args.deflate_threshold);
     let config = Config::default();
     if no_deflate {
         return config;
@@ -122,7 +169,10 @@ fn describe(msg: &Message) -> String {
 async fn demo() -> Result<ExitCode> {
     let listener = Listener::bind("127.0.0.1:0")
         .await?
-        .with_acceptor(Acceptor::new().config(config(false, Deflate::default().threshold)));
+        .with_acceptor(Acceptor::new().config(config(&DeflateArgs {
+            no_deflate: false,
+            deflate_threshold: Deflate::default().threshold,
+        })));
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
         let incoming = listener.accept().await?;
@@ -139,7 +189,10 @@ async fn demo() -> Result<ExitCode> {
     let url = format!("ws://{addr}/demo");
     println!("listener   ws://{addr}/ (echo)");
     let (mut ws, response) = Dialer::new()
-        .config(config(false, Deflate::default().threshold))
+        .config(config(&DeflateArgs {
+            no_deflate: false,
+            deflate_threshold: Deflate::default().threshold,
+        }))
         .dial(&url)
         .await?;
     println!(
@@ -213,12 +266,21 @@ where
         .map_err(Into::into)
 }
 
-async fn serve(addr: &str, echo: bool, config: Config) -> Result<ExitCode> {
-    let listener = Listener::bind(addr)
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let addr = &args.addr;
+    let mut listener = Listener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?
-        .with_acceptor(Acceptor::new().config(config));
-    eprintln!("listening on ws://{}/", listener.local_addr()?);
+        .with_acceptor(Acceptor::new().config(config(&args.deflate)));
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            listener = listener.with_tls(ServerTls::from_pem_files(cert, key)?);
+            "wss"
+        }
+        _ => "ws",
+    };
+    eprintln!("listening on {scheme}://{}/", listener.local_addr()?);
+    let echo = args.echo;
     loop {
         let incoming = match listener.accept().await {
             Ok(i) => i,
@@ -252,17 +314,66 @@ async fn serve_one(incoming: dialtone::Incoming, echo: bool) -> Result<()> {
     Ok(())
 }
 
-async fn dial(url: &str, echo: bool, protocols: Vec<String>, config: Config) -> Result<ExitCode> {
-    let mut dialer = Dialer::new().config(config);
-    for p in protocols {
-        dialer = dialer.protocol(p);
+fn dialer(args: &DialArgs) -> Result<Dialer> {
+    let mut d = Dialer::new()
+        .config(config(&args.deflate))
+        .max_redirects(args.max_redirects)
+        .timeout(Duration::from_secs_f64(args.timeout));
+    for p in &args.protocols {
+        d = d.protocol(p.clone());
     }
-    let (ws, _) = dialer
-        .dial(url)
-        .await
-        .with_context(|| format!("dialing {url}"))?;
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?} is not \"Name: value\""))?;
+        d = d.header(name.trim(), value.trim());
+    }
+    if let Some(ua) = &args.user_agent {
+        d = d.user_agent(Some(ua.clone()));
+    }
+    if let Some(proxy) = &args.proxy {
+        d = d.proxy(proxy.clone());
+    } else if args.no_proxy {
+        d = d.no_proxy();
+    }
+    for ca in &args.cacerts {
+        d = d.add_ca_file(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        d = d.client_cert_files(cert.clone(), key.clone());
+    }
+    if args.insecure {
+        d = d.danger_accept_invalid_certs(true);
+    }
+    if let Some(secs) = args.ping_interval {
+        let every = Duration::from_secs_f64(secs);
+        d = d.keepalive(every, every);
+    }
+    Ok(d)
+}
+
+async fn dial(args: DialArgs) -> Result<ExitCode> {
+    let mut dialer = dialer(&args)?;
+    let jar = match &args.cookie_jar {
+        Some(path) => {
+            let jar = CookieJar::load(path).with_context(|| format!("reading {path:?}"))?;
+            dialer = dialer.cookie_jar(jar.clone());
+            Some((jar, path))
+        }
+        None => None,
+    };
+    let url = &args.url;
+    let dialed = dialer.dial(url).await;
+    if let Some((jar, path)) = &jar {
+        jar.save(path)
+            .with_context(|| format!("writing {path:?}"))?;
+    }
+    let (ws, _) = dialed.with_context(|| format!("dialing {url}"))?;
+    if args.binary {
+        return stream_binary(ws).await;
+    }
     let (mut reader, mut writer) = ws.split();
-    if echo {
+    if args.echo {
         while let Some(msg) = reader.recv().await {
             match msg {
                 Ok(msg) if msg.is_data() => writer.send(msg).await?,
@@ -289,13 +400,33 @@ async fn dial(url: &str, echo: bool, protocols: Vec<String>, config: Config) -> 
         }
         stdin.abort();
     }
-    let close = reader.close_received();
-    Ok(match close {
+    Ok(exit_code(reader.close_received()))
+}
+
+/// `--binary`: stdin → binary messages, binary messages → stdout, until
+/// the server closes (exit 0) or the connection fails.
+async fn stream_binary(ws: dialtone::WebSocket<dialtone::Transport>) -> Result<ExitCode> {
+    let stream = ws.into_stream(MessageKind::Binary);
+    let (mut from_ws, mut to_ws) = tokio::io::split(stream);
+    let upload = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut to_ws).await;
+        // End of stdin: close, and keep receiving until the server answers.
+        let _ = to_ws.shutdown().await;
+    });
+    let received = tokio::io::copy(&mut from_ws, &mut tokio::io::stdout()).await;
+    tokio::io::stdout().flush().await?;
+    upload.abort();
+    received.context("receiving")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code(close: Option<CloseFrame>) -> ExitCode {
+    match close {
         Some(c) if c.code == CloseCode::Normal => ExitCode::SUCCESS,
         Some(c) => {
             eprintln!("closed: {c}");
             ExitCode::FAILURE
         }
         None => ExitCode::FAILURE,
-    })
+    }
 }

@@ -7,15 +7,16 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::parse_response;
 use dialtone_proto::http::{Request, StatusCode};
-use dialtone_proto::{CloseCode, CloseFrame, Connection, Role, State};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Role, State};
 
 use crate::dialer::Dialer;
 use crate::error::{Error, Rejection, Result};
 use crate::handshake::{client_step, parse_url, target, Acceptor, Response, HANDSHAKE_READ};
 use crate::message::{self, Message};
+use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -149,10 +150,15 @@ impl<S: Read + Write> WebSocket<S> {
 }
 
 impl Dialer {
-    /// Dials a `ws://` URL without an async runtime. The dial timeout bounds
+    /// Dials a `ws://` URL without an async runtime (no TLS, proxies or
+    /// redirects: those are the async [`Dialer::dial`]'s). The dial timeout bounds
     /// each connect attempt and the handshake.
     pub fn dial_blocking(&self, url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
         let url = parse_url(url)?;
+        if url.scheme() != "ws" {
+            // TLS and proxies are the async dialer's.
+            return Err(Error::UnsupportedScheme(url.scheme().into()));
+        }
         let (_, _, port) = target(&url)?;
         let host = match url.host() {
             Some(url::Host::Ipv6(addr)) => addr.to_string(),
@@ -293,4 +299,129 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+/// A blocking [`WebSocket`] as a [`Read`] + [`Write`] byte stream of
+/// messages of one [`MessageKind`]: the blocking face of
+/// [`crate::StreamMode`], with the same semantics (see
+/// [`crate::stream_mode`]). Each `write` sends one message and writes it
+/// out; [`StreamMode::shutdown`] does what `poll_shutdown` does there.
+#[derive(Debug)]
+pub struct StreamMode<S> {
+    ws: WebSocket<S>,
+    kind: MessageKind,
+    reader: ReadState,
+    carry: Utf8Carry,
+}
+
+impl<S: Read + Write> WebSocket<S> {
+    /// This socket as a byte stream of `kind` messages: see [`StreamMode`].
+    pub fn into_stream(self, kind: MessageKind) -> StreamMode<S> {
+        StreamMode::new(self, kind)
+    }
+}
+
+impl<S: Read + Write> StreamMode<S> {
+    /// Wraps `ws`: writes send `kind` messages, reads return their payloads.
+    pub fn new(ws: WebSocket<S>, kind: MessageKind) -> Self {
+        StreamMode {
+            ws,
+            kind,
+            reader: ReadState::default(),
+            carry: Utf8Carry::default(),
+        }
+    }
+
+    /// The kind of message written and read.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &WebSocket<S> {
+        &self.ws
+    }
+
+    /// The socket. Receiving or sending on it directly interleaves with the
+    /// stream.
+    pub fn get_mut(&mut self) -> &mut WebSocket<S> {
+        &mut self.ws
+    }
+
+    /// The socket back; the unread rest of a message and a held-back part of
+    /// a character are lost.
+    pub fn into_inner(self) -> WebSocket<S> {
+        self.ws
+    }
+
+    /// The peer's close frame, once it has arrived.
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.ws.close_received()
+    }
+
+    /// Sends a close frame with `Normal` and writes it out; reading goes on
+    /// until the peer's close. Fails with `InvalidData` (and drops the
+    /// held-back bytes) if a text stream would end inside a character.
+    pub fn shutdown(&mut self) -> io::Result<()> {
+        self.carry.check_end()?;
+        let was_closed = self.ws.conn.state() == State::Closed;
+        // Closing after the close is a no-op.
+        self.ws
+            .conn
+            .close(CloseFrame::new(CloseCode::Normal, ""))
+            .map_err(|e| to_io(e.into()))?;
+        match self.ws.write_out() {
+            Err(e) if !was_closed => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: Read + Write> Read for StreamMode<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let current = &mut self.reader.current;
+            if !current.is_empty() || buf.is_empty() {
+                let n = buf.len().min(current.len());
+                buf[..n].copy_from_slice(&current[..n]);
+                current.advance(n);
+                return Ok(n);
+            }
+            if self.reader.eof {
+                return Ok(0);
+            }
+            let item = self.ws.recv();
+            match self.reader.on_item(self.kind, item) {
+                Step::Data(bytes) => self.reader.current = bytes,
+                Step::Continue => {}
+                Step::Done(result) => return result.map(|()| 0),
+                Step::WrongKind(e) => {
+                    // Written by the next receive.
+                    let frame = CloseFrame::new(CloseCode::UnexpectedData, e.to_string());
+                    if let Err(err) = self.ws.conn.close(frame) {
+                        tracing::debug!("closing after a {e}: {err}");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+impl<S: Read + Write> Write for StreamMode<S> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let (kind, conn) = (self.kind, &mut self.ws.conn);
+        self.carry.write(kind, data, |message| {
+            conn.send_message(kind, message).map_err(Error::from)
+        })?;
+        self.ws.write_out()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.ws.write_out()
+    }
 }

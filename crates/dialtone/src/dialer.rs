@@ -45,10 +45,14 @@ pub struct Dialer {
     user_agent: Option<String>,
     origin: Option<String>,
     headers: Vec<(String, String)>,
+    keepalive: Option<(Duration, Duration)>,
+    idle_timeout: Option<Duration>,
     auth: Option<Auth>,
     cookies: Option<CookieJar>,
     max_redirects: usize,
     allow_downgrade: bool,
+    tls: crate::tls::ClientTls,
+    proxy: crate::proxy::ProxySetting,
 }
 
 /// Credentials sent with the handshake's `Authorization` header.
@@ -96,10 +100,14 @@ impl Default for Dialer {
             user_agent: Some(DEFAULT_USER_AGENT.to_owned()),
             origin: None,
             headers: Vec::new(),
+            keepalive: None,
+            idle_timeout: None,
             auth: None,
             cookies: None,
             max_redirects: Self::DEFAULT_MAX_REDIRECTS,
             allow_downgrade: false,
+            tls: crate::tls::ClientTls::default(),
+            proxy: crate::proxy::ProxySetting::default(),
         }
     }
 }
@@ -168,6 +176,21 @@ impl Dialer {
         self
     }
 
+    /// Pings the server every `interval` once connected; if nothing comes
+    /// back within `pong_deadline`, the connection is dropped and reported
+    /// as a timeout, then `Abruptly` (see [`WebSocket::set_keepalive`]).
+    pub fn keepalive(mut self, interval: Duration, pong_deadline: Duration) -> Self {
+        self.keepalive = Some((interval, pong_deadline));
+        self
+    }
+
+    /// Closes the connection with `GoingAway` when nothing arrives from the
+    /// server for this long (see [`WebSocket::set_idle_timeout`]).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// Sends the jar's matching cookies and stores the `Set-Cookie` headers
     /// of handshake responses and redirects in it.
     pub fn cookie_jar(mut self, jar: CookieJar) -> Self {
@@ -189,7 +212,121 @@ impl Dialer {
         self
     }
 
-    /// Dials a `ws://` URL, following redirects; the final URL is in
+    /// Also trusts the CA certificates in this PEM text for `wss://`, on
+    /// top of the built-in roots (see [`tls`](crate::tls)). Bad PEM is
+    /// reported by the dial as [`Error::TlsConfig`].
+    pub fn add_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        let pem: Vec<u8> = pem.into();
+        self.tls
+            .extra_roots
+            .push(crate::tls::Pem::Bytes(pem.into()));
+        self.tls.changed();
+        self
+    }
+
+    /// Also trusts the CA certificates in this PEM file for `wss://` (read
+    /// at the first `wss://` dial).
+    pub fn add_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls
+            .extra_roots
+            .push(crate::tls::Pem::File(path.into()));
+        self.tls.changed();
+        self
+    }
+
+    /// Whether to trust the built-in Mozilla roots (default `true`). With
+    /// `false`, only the CAs added with [`Dialer::add_ca_pem`] /
+    /// [`Dialer::add_ca_file`] are trusted.
+    pub fn tls_built_in_roots(mut self, enabled: bool) -> Self {
+        self.tls.no_built_in_roots = !enabled;
+        self.tls.changed();
+        self
+    }
+
+    /// Presents this client certificate (chain, leaf first) and private key
+    /// to servers that ask for one, both PEM.
+    pub fn client_cert_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        let (cert, key): (Vec<u8>, Vec<u8>) = (cert_chain.into(), key.into());
+        self.tls.identity = Some((
+            crate::tls::Pem::Bytes(cert.into()),
+            crate::tls::Pem::Bytes(key.into()),
+        ));
+        self.tls.changed();
+        self
+    }
+
+    /// Presents the client certificate and key in these PEM files (read at
+    /// the first `wss://` dial).
+    pub fn client_cert_files(
+        mut self,
+        cert_chain: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.identity = Some((
+            crate::tls::Pem::File(cert_chain.into()),
+            crate::tls::Pem::File(key.into()),
+        ));
+        self.tls.changed();
+        self
+    }
+
+    /// Sends this name as SNI and checks the server's certificate against
+    /// it, instead of the URL's host (which is still dialed and sent as
+    /// `Host`).
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls.server_name = Some(name.into());
+        self
+    }
+
+    /// **Dangerous**: with `true`, `wss://` accepts *any* server
+    /// certificate — expired, self-signed, for another name — so anyone on
+    /// the path can read and change the connection. For tests against
+    /// throwaway certificates only; a warning is logged at each such dial.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls.accept_invalid_certs = accept;
+        self.tls.changed();
+        self
+    }
+
+    /// Uses this rustls client config for `wss://` as is, instead of the one
+    /// the options above build (they are then ignored, except
+    /// [`Dialer::tls_server_name`]). The config should offer ALPN `http/1.1`
+    /// or nothing.
+    pub fn tls_config(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
+        self.tls.custom = Some(config);
+        self
+    }
+
+    /// Dials through this proxy, for `ws://` and `wss://` alike:
+    /// `http://[user:password@]host:port` (HTTP `CONNECT`, Basic
+    /// credentials), `socks5://` (names resolved here), `socks5h://` (by the
+    /// proxy), `socks4://`, `socks4a://`; see [`Proxy::parse`](crate::proxy::Proxy::parse).
+    /// A bad URL is reported by the dial. Overrides the environment.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = crate::proxy::ProxySetting::Url(url.into());
+        self
+    }
+
+    /// Dials directly, ignoring any proxy environment variables.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = crate::proxy::ProxySetting::Direct;
+        self
+    }
+
+    /// Picks the proxy from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` /
+    /// `NO_PROXY` at each dial, like curl (the default); see
+    /// [`Proxy::from_env`](crate::proxy::Proxy::from_env).
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy = crate::proxy::ProxySetting::Env;
+        self
+    }
+
+    /// Dials a `ws://` or `wss://` URL (through the proxy, if any), following
+    /// redirects; the final URL is in
     /// [`Response::url`].
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
         let first = parse_url(url)?;
@@ -226,7 +363,7 @@ impl Dialer {
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
-    /// DNS, TCP (and later proxy and TLS) for `url`.
+    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`.
     async fn open_transport(&self, url: &url::Url) -> Result<Transport> {
         let (_, _, port) = target(url)?;
         let host = match url.host() {
@@ -234,7 +371,19 @@ impl Dialer {
             Some(host) => host.to_string(),
             None => return Err(Error::Url(format!("{url} has no host"))),
         };
-        Ok(Transport::Tcp(connect(&host, port).await?))
+        let tcp = match self.proxy.resolve(url)? {
+            Some(proxy) => {
+                tracing::debug!("dialing {host}:{port} through {proxy}");
+                proxy.open(&host, port).await?
+            }
+            None => connect(&host, port).await?,
+        };
+        if url.scheme() == "wss" {
+            let tls = self.tls.connect(tcp, &host).await?;
+            Ok(Transport::TlsClient(Box::new(tls)))
+        } else {
+            Ok(Transport::Tcp(tcp))
+        }
     }
 
     /// Runs the opening handshake for `url` over a transport the caller
@@ -330,6 +479,10 @@ impl Dialer {
             let (conn, response) = client_step(&request, &self.config, head, len, &mut buf, url)?;
             let mut ws = WebSocket::from_connection(io, conn, response.protocol.clone());
             ws.set_close_timeout(self.close_timeout);
+            if let Some((interval, deadline)) = self.keepalive {
+                ws.set_keepalive(Some(interval), deadline);
+            }
+            ws.set_idle_timeout(self.idle_timeout);
             return Ok((ws, response));
         }
     }
@@ -415,7 +568,7 @@ fn url_auth(url: &url::Url) -> Option<Auth> {
 }
 
 /// Connects to the first address of `host` that accepts, in resolver order.
-async fn connect(host: &str, port: u16) -> Result<TcpStream> {
+pub(crate) async fn connect(host: &str, port: u16) -> Result<TcpStream> {
     let addrs = tokio::net::lookup_host((host, port))
         .await
         .map_err(|source| Error::Dns {

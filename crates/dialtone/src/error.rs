@@ -13,7 +13,7 @@ pub enum Error {
     #[error("invalid URL: {0}")]
     Url(String),
     /// The URL's scheme is not one this build dials.
-    #[error("unsupported URL scheme {0:?} (expected ws)")]
+    #[error("unsupported URL scheme {0:?} (expected ws or wss)")]
     UnsupportedScheme(String),
     /// The host name did not resolve.
     #[error("could not resolve {host}: {source}")]
@@ -31,7 +31,8 @@ pub enum Error {
         /// The last error.
         source: io::Error,
     },
-    /// The dial (or the server's handshake) did not finish in time.
+    /// A deadline passed: the dial, a client's handshake, or a keepalive
+    /// ping's pong.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
     /// The server refused the handshake or answered badly. A refusal
@@ -64,6 +65,32 @@ pub enum Error {
     /// The transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The TLS handshake failed. `reason` is what rustls said (an expired
+    /// certificate, a name mismatch, an unknown issuer, …); `source` is the
+    /// rustls error itself when there is one (there is none when the peer
+    /// just closed the connection during the TLS handshake).
+    #[error("TLS with {host} failed: {reason}")]
+    Tls {
+        /// The name the certificate was checked against (or the listener's peer).
+        host: String,
+        /// Why, in words.
+        reason: String,
+        /// The rustls error, to match on.
+        source: Option<rustls::Error>,
+    },
+    /// The TLS options cannot be used: an unreadable file, bad PEM, no key,
+    /// a key that does not match its certificate, a bad server name.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    /// The proxy could not be reached, or refused or failed to open the
+    /// tunnel (a 407, a SOCKS authentication failure, a SOCKS reply code, …).
+    #[error("proxy {proxy}: {source}")]
+    Proxy {
+        /// The proxy, as a URL without its password.
+        proxy: String,
+        /// What went wrong.
+        source: crate::proxy::ProxyError,
+    },
 }
 
 impl From<dialtone_proto::Error> for Error {

@@ -69,6 +69,8 @@ pub struct Acceptor {
     pub(crate) protocols: Vec<String>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    pub(crate) keepalive: Option<(Duration, Duration)>,
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) callback: Option<Arc<RequestCallback>>,
 }
 
@@ -91,6 +93,8 @@ impl Default for Acceptor {
             protocols: Vec::new(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             close_timeout: crate::socket::DEFAULT_CLOSE_TIMEOUT,
+            keepalive: None,
+            idle_timeout: None,
             callback: None,
         }
     }
@@ -122,6 +126,20 @@ impl Acceptor {
     /// Sets how long a client has to complete its handshake.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Pings each client every `interval`; one that does not answer within
+    /// `pong_deadline` is dropped.
+    pub fn keepalive(mut self, interval: Duration, pong_deadline: Duration) -> Self {
+        self.keepalive = Some((interval, pong_deadline));
+        self
+    }
+
+    /// Closes connections with `GoingAway` when nothing arrives from the
+    /// client for this long.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
         self
     }
 
@@ -232,7 +250,7 @@ pub(crate) fn target(url: &url::Url) -> Result<(String, String, u16)> {
 pub(crate) fn parse_url(url: &str) -> Result<url::Url> {
     let url = url::Url::parse(url).map_err(|e| Error::Url(format!("{url}: {e}")))?;
     match url.scheme() {
-        "ws" => Ok(url),
+        "ws" | "wss" => Ok(url),
         other => Err(Error::UnsupportedScheme(other.to_owned())),
     }
 }

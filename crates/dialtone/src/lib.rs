@@ -16,10 +16,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Rooms: [`dialer`] (URL → TCP → handshake), [`listener`] (accept a
-//! handshake on any transport), [`socket`] (the async [`WebSocket`]),
-//! [`blocking`] (the same over `std::io`), [`message`], [`handshake`] and
-//! [`error`].
+//! Rooms: [`dialer`] (URL → proxy → TCP → TLS → handshake, auth, redirects),
+//! [`listener`] (accept a handshake on any transport, TLS optional),
+//! [`socket`] (the async [`WebSocket`]: keepalive, timeouts, split),
+//! [`stream_mode`] (a WebSocket as a byte stream), [`tls`], [`proxy`],
+//! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
+//! [`message`], [`handshake`] and [`error`].
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -31,7 +33,10 @@ pub mod error;
 pub mod handshake;
 pub mod listener;
 pub mod message;
+pub mod proxy;
 pub mod socket;
+pub mod stream_mode;
+pub mod tls;
 pub mod transport;
 
 pub use cookies::CookieJar;
@@ -40,7 +45,10 @@ pub use error::{Error, Rejection, Result};
 pub use handshake::{Acceptor, Response};
 pub use listener::{accept, Incoming, Listener};
 pub use message::Message;
+pub use proxy::Proxy;
 pub use socket::{WebSocket, WsReader, WsWriter};
+pub use stream_mode::StreamMode;
+pub use tls::ServerTls;
 pub use transport::Transport;
 
 pub use dialtone_proto as proto;

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use crate::error::{Error, Result};
 use crate::handshake::{Acceptor, HANDSHAKE_READ};
 use crate::socket::WebSocket;
+use crate::tls::ServerTls;
 use crate::transport::Transport;
 
 /// Accepts a WebSocket handshake on `io` with the default [`Acceptor`].
@@ -58,6 +59,10 @@ impl Acceptor {
                 io.flush().await?;
                 let mut ws = WebSocket::from_connection(io, outcome.conn, outcome.protocol);
                 ws.set_close_timeout(self.close_timeout);
+                if let Some((interval, deadline)) = self.keepalive {
+                    ws.set_keepalive(Some(interval), deadline);
+                }
+                ws.set_idle_timeout(self.idle_timeout);
                 Ok((ws, outcome.request))
             }
             Err(reject) => {
@@ -94,6 +99,7 @@ impl Acceptor {
 pub struct Listener {
     tcp: TcpListener,
     acceptor: Arc<Acceptor>,
+    tls: Option<ServerTls>,
 }
 
 impl Listener {
@@ -102,7 +108,16 @@ impl Listener {
         Ok(Listener {
             tcp: TcpListener::bind(addr).await?,
             acceptor: Arc::new(Acceptor::default()),
+            tls: None,
         })
+    }
+
+    /// Serves TLS (`wss://`) with this identity: each accepted connection
+    /// runs the TLS handshake in [`Incoming::handshake`], under the
+    /// acceptor's handshake timeout, before the WebSocket handshake.
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Uses `acceptor`'s policy for the connections accepted from now on.
@@ -126,6 +141,7 @@ impl Listener {
             stream,
             peer,
             acceptor: self.acceptor.clone(),
+            tls: self.tls.clone(),
         })
     }
 }
@@ -136,6 +152,7 @@ pub struct Incoming {
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Arc<Acceptor>,
+    tls: Option<ServerTls>,
 }
 
 impl Incoming {
@@ -144,8 +161,20 @@ impl Incoming {
         self.peer
     }
 
-    /// Runs the handshake with the listener's [`Acceptor`].
+    /// Runs the handshake with the listener's [`Acceptor`] (after the TLS
+    /// handshake, if the listener has TLS: a failure there is
+    /// [`Error::Tls`]).
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
-        self.acceptor.accept(Transport::Tcp(self.stream)).await
+        let transport = match &self.tls {
+            Some(tls) => {
+                let limit = self.acceptor.handshake_timeout;
+                let stream = tokio::time::timeout(limit, tls.accept(self.stream, self.peer))
+                    .await
+                    .map_err(|_| Error::Timeout(limit))??;
+                Transport::TlsServer(Box::new(stream))
+            }
+            None => Transport::Tcp(self.stream),
+        };
+        self.acceptor.accept(transport).await
     }
 }

@@ -3,7 +3,35 @@
 //!
 //! The socket only moves bytes: every protocol rule is the core's. What it
 //! adds is what needs a clock or a transport: waiting for the peer's close
-//! with a timeout, closing TCP at the right moment, and backpressure.
+//! with a timeout, closing TCP at the right moment, backpressure, and the
+//! optional keepalive pings and idle timeout.
+//!
+//! # Keepalive and idle timeout
+//!
+//! Both are off by default and are driven by receiving: their timers run
+//! while the socket is being received from ([`WebSocket::recv`], the
+//! [`Stream`], a [`WsReader`], a stream-mode reader), which is also the only
+//! way to see what they did. They act only while the connection is open;
+//! once a close frame went out, the close timeout takes over.
+//!
+//! - [`WebSocket::set_keepalive`]: every `interval` a ping (empty payload)
+//!   is queued. The first unanswered ping starts a `pong_deadline`; any
+//!   bytes received stop it (a pong, or anything else from the peer: its
+//!   pong may be stuck behind a long message). When it passes, the
+//!   connection is dropped without a closing handshake (the peer is
+//!   presumed unreachable): the next receive returns
+//!   [`Error::Timeout`]`(pong_deadline)`, then a `Message::Close` with
+//!   [`CloseCode::Abruptly`] (1006, also in [`WebSocket::close_received`]),
+//!   then `None`. The transport is closed when the socket is dropped.
+//! - [`WebSocket::set_idle_timeout`]: when no bytes at all arrived from the
+//!   peer for that long (pongs to keepalive pings count), the socket starts
+//!   the closing handshake with [`CloseCode::GoingAway`] (1001, reason
+//!   `"idle timeout"`, in [`Connection::close_sent`]); receiving goes on as
+//!   for any close: the peer's close frame, then `None` — or, if the peer
+//!   does not answer within the close timeout, `Abruptly` and `None`.
+//!
+//! Time is measured only once the transport has nothing more to read, so a
+//! slow application is never timed out by bytes already waiting for it.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -12,11 +40,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use dialtone_proto::{CloseCode, CloseFrame, Connection, Role, State};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Role, State};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
@@ -40,12 +68,24 @@ struct Inner<S> {
     close_timer: Option<Pin<Box<Sleep>>>,
     /// An error to report from the next receive.
     pending_error: Option<Error>,
+    /// The peer's close, reported once our answer is written.
+    pending_close: Option<Message>,
     /// Our side of TCP is shut down (after the closing handshake).
     shutdown: bool,
     /// The transport is done: no more events will come.
     terminated: bool,
     /// A split writer waiting for the transport to accept bytes.
     write_waker: Option<Waker>,
+    /// Keepalive: ping interval and pong deadline.
+    keepalive: Option<(Duration, Duration)>,
+    /// When the next keepalive ping goes out.
+    ping_timer: Option<Pin<Box<Sleep>>>,
+    /// The deadline for a pong, while a keepalive ping is unanswered.
+    pong_timer: Option<Pin<Box<Sleep>>>,
+    idle_timeout: Option<Duration>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// When bytes last arrived (kept only with an idle timeout).
+    last_received: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -72,6 +112,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         timer.as_mut().poll(cx).is_ready()
     }
 
+    /// Keepalive and idle timeout, checked when the transport has nothing
+    /// to read (see the module docs). Returns whether something was done
+    /// that needs another turn of the receive loop.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.conn.state() != State::Open || self.terminated {
+            return false;
+        }
+        if let Some(idle) = self.idle_timeout {
+            let deadline = *self.last_received.get_or_insert_with(Instant::now) + idle;
+            let timer = self
+                .idle_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                self.idle_timer = None;
+                tracing::debug!("no traffic for {idle:?}: closing");
+                // Cannot fail: the code is sendable and the state is open.
+                let _ = self
+                    .conn
+                    .close(CloseFrame::new(CloseCode::GoingAway, "idle timeout"));
+                return true;
+            }
+        }
+        if let Some((interval, pong_deadline)) = self.keepalive {
+            if let Some(timer) = &mut self.pong_timer {
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("no pong within {pong_deadline:?}: dropping the connection");
+                    self.pong_timer = None;
+                    self.pending_error = Some(Error::Timeout(pong_deadline));
+                    self.conn.receive_eof();
+                    self.terminated = true;
+                    return true;
+                }
+            }
+            let timer = self
+                .ping_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+            if timer.as_mut().poll(cx).is_ready() {
+                timer.as_mut().reset(Instant::now() + interval);
+                if self.conn.send_ping(&[]).is_ok() && self.pong_timer.is_none() {
+                    self.pong_timer = Some(Box::pin(tokio::time::sleep(pong_deadline)));
+                }
+                return true;
+            }
+        }
+        false
+    }
+
     fn wake_writer(&mut self) {
         if let Some(w) = self.write_waker.take() {
             w.wake();
@@ -80,10 +170,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
-            if self.pending_error.is_some() {
-                // The close frame that answers a protocol error goes out
-                // before the error is reported: an application that stops
-                // at the error still closes properly.
+            if self.pending_error.is_some() || self.pending_close.is_some() {
+                // The close frame that answers a protocol error, or the
+                // peer's close, goes out before the error or the close is
+                // reported: an application that stops there still closes
+                // properly.
                 if self.conn.pending_output() > 0
                     && !self.terminated
                     && self.poll_write_out(cx).is_pending()
@@ -91,9 +182,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 {
                     return Poll::Pending;
                 }
-                return Poll::Ready(self.pending_error.take().map(Err));
+                if let Some(e) = self.pending_error.take() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                return Poll::Ready(self.pending_close.take().map(Ok));
             }
             match self.conn.next_event() {
+                Ok(Some(dialtone_proto::Event::Close(frame))) => {
+                    self.pending_close = Some(Message::Close(frame));
+                    continue;
+                }
                 Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
                 Ok(None) => {}
                 Err(e) => {
@@ -121,6 +219,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     Poll::Pending => output_blocked = true,
                 }
             }
+            if self.conn.state() != State::Open && output_blocked {
+                // Closing, and the peer does not read: it has the close
+                // timeout to take our close frame.
+                if self.poll_close_timer(cx) {
+                    self.conn.receive_eof();
+                    self.terminated = true;
+                    continue;
+                }
+            }
             if self.conn.state() != State::Open && !output_blocked {
                 // Our close frame is out: the closing handshake ends with the
                 // peer's close frame and the end of TCP.
@@ -129,9 +236,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         && (self.conn.role() == Role::Server || self.conn.eof_received())
                     {
                         // RFC 6455 §7.1.1: the server closes TCP first. An
-                        // error here only means the peer already went away.
-                        let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                        self.shutdown = true;
+                        // error here only means the peer already went away;
+                        // a shutdown that cannot finish (TLS close_notify to
+                        // a peer that does not read) ends at the close timeout.
+                        match Pin::new(&mut self.io).poll_shutdown(cx) {
+                            Poll::Ready(_) => self.shutdown = true,
+                            Poll::Pending => {
+                                if self.poll_close_timer(cx) {
+                                    self.conn.receive_eof();
+                                    self.terminated = true;
+                                    continue;
+                                }
+                                return Poll::Pending;
+                            }
+                        }
                     }
                     if self.conn.eof_received() {
                         self.terminated = true;
@@ -153,13 +271,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            match ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                self.conn.read_buffer()
-            )) {
+            let read =
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buffer());
+            let Poll::Ready(read) = read else {
+                if self.poll_timers(cx) {
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            match read {
                 Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {} // decoded by `next_event` at the top of the loop
+                Ok(_) => {
+                    // decoded by `next_event` at the top of the loop
+                    if self.idle_timeout.is_some() {
+                        self.last_received = Some(Instant::now());
+                    }
+                    // The peer is alive, though its pong may still be
+                    // behind a long message.
+                    self.pong_timer = None;
+                }
                 Err(e) => {
                     let closed = self.conn.state() == State::Closed;
                     self.conn.receive_eof();
@@ -217,9 +347,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             close_timer: None,
             pending_error: None,
+            pending_close: None,
             shutdown: false,
             terminated: false,
             write_waker: None,
+            keepalive: None,
+            ping_timer: None,
+            pong_timer: None,
+            idle_timeout: None,
+            idle_timer: None,
+            last_received: None,
         };
         WebSocket { inner, protocol }
     }
@@ -227,6 +364,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sets how long to wait for the peer's part of the closing handshake.
     pub fn set_close_timeout(&mut self, timeout: Duration) {
         self.inner.close_timeout = timeout;
+    }
+
+    /// Sends a ping every `interval` and drops the connection if no pong
+    /// arrives within `pong_deadline` of the first unanswered one (see the
+    /// [module docs](self#keepalive-and-idle-timeout)); `None` (the
+    /// default) or a zero interval turns keepalive off. The first ping goes
+    /// out `interval` after the first receive that follows this call.
+    pub fn set_keepalive(&mut self, interval: Option<Duration>, pong_deadline: Duration) {
+        self.inner.keepalive = interval
+            .filter(|i| !i.is_zero())
+            .map(|i| (i, pong_deadline));
+        self.inner.ping_timer = None;
+        self.inner.pong_timer = None;
+    }
+
+    /// Starts the closing handshake with `GoingAway` when nothing arrived
+    /// from the peer for `timeout` (see the
+    /// [module docs](self#keepalive-and-idle-timeout)); `None` (the
+    /// default) or zero never does. Counted from this call's first receive.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.inner.idle_timeout = timeout.filter(|t| !t.is_zero());
+        self.inner.idle_timer = None;
+        self.inner.last_received = None;
+    }
+
+    /// Queues a text or binary message from a borrowed slice, without
+    /// waiting (for the stream adapters; text must be valid UTF-8).
+    pub(crate) fn queue_data(&mut self, kind: MessageKind, data: &[u8]) -> Result<()> {
+        self.inner
+            .conn
+            .send_message(kind, data)
+            .map_err(Error::from)
     }
 
     /// The subprotocol agreed in the handshake.
@@ -324,7 +493,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .conn
             .close(CloseFrame::new(code, reason))
             .map_err(Error::from)?;
-        poll_fn(|cx| self.inner.poll_flush(cx)).await?;
+        // Receiving writes our close frame out, and bounds both that and the
+        // wait for the peer's answer by the close timeout.
         while let Some(msg) = self.recv().await {
             if let Err(e) = msg {
                 tracing::debug!("while closing: {e}");

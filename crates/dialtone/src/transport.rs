@@ -1,6 +1,7 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
-//! plain TCP, or TLS over TCP — so that `ws://` and `wss://` connections
-//! have one type.
+//! plain TCP, or TLS over TCP (see [`tls`](crate::tls)) — so that `ws://`
+//! and `wss://` connections have one type. A proxied connection is the
+//! tunnel's TCP stream to the proxy.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,12 +11,29 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::tls::rustls::pki_types::CertificateDer;
+
 /// A connection's transport.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Transport {
     /// Plain TCP (`ws://`).
     Tcp(TcpStream),
+    /// TLS over TCP, dialed (`wss://`).
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// TLS over TCP, accepted by a [`Listener`](crate::Listener) with TLS.
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Applies `$e` to the inner stream of every variant.
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Transport::Tcp($s) => $e,
+            Transport::TlsClient($s) => $e,
+            Transport::TlsServer($s) => $e,
+        }
+    };
 }
 
 impl Transport {
@@ -23,6 +41,32 @@ impl Transport {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Tcp(s) => s,
+            Transport::TlsClient(s) => s.get_ref().0,
+            Transport::TlsServer(s) => s.get_ref().0,
+        }
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Transport::Tcp(_))
+    }
+
+    /// The certificates the peer presented (leaf first): the server's when
+    /// dialing, the client's when accepting (if the listener asked for one).
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match self {
+            Transport::Tcp(_) => None,
+            Transport::TlsClient(s) => s.get_ref().1.peer_certificates(),
+            Transport::TlsServer(s) => s.get_ref().1.peer_certificates(),
+        }
+    }
+
+    /// The ALPN protocol agreed in the TLS handshake, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            Transport::Tcp(_) => None,
+            Transport::TlsClient(s) => s.get_ref().1.alpn_protocol(),
+            Transport::TlsServer(s) => s.get_ref().1.alpn_protocol(),
         }
     }
 
@@ -43,9 +87,7 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -55,9 +97,7 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -65,26 +105,18 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Transport::Tcp(s) => s.is_write_vectored(),
-        }
+        each!(self, s => s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }

@@ -295,3 +295,51 @@ async fn a_ping_flood_does_not_grow_our_queue() {
     // 32 pongs of 18 bytes at most, whatever the flood's length.
     assert!(max_pending <= 32 * 18, "pongs waiting: {max_pending} bytes");
 }
+
+#[tokio::test]
+async fn close_is_bounded_even_when_the_peer_does_not_read() {
+    let listener = Listener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_acceptor(Acceptor::new().close_timeout(Duration::from_millis(300)));
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+        // Fill the socket buffers: the peer never reads.
+        let chunk = vec![0u8; 1 << 20];
+        while tokio::time::timeout(Duration::from_millis(300), ws.send(chunk.clone()))
+            .await
+            .is_ok()
+        {}
+        let started = Instant::now();
+        let answer = ws.close(CloseCode::GoingAway, "").await;
+        (answer.map(|c| c.map(|c| c.code)), started.elapsed())
+    });
+    let _s = raw_client(addr).await;
+    let (answer, elapsed) = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("close returned")
+        .unwrap();
+    assert_eq!(answer.unwrap(), Some(CloseCode::Abruptly));
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_close_answer_is_written_before_the_close_is_reported() {
+    // An application that stops at the peer's close must still answer it.
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if let Message::Close(_) = msg {
+                return; // drops the socket at once
+            }
+        }
+    });
+    let mut s = raw_client(addr).await;
+    s.write_all(&frame(0x8, &[0x0f, 0xa0, b'x'])).await.unwrap();
+    let (bytes, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(closed);
+    assert_eq!(&bytes[..5], &[0x88, 0x03, 0x0f, 0xa0, b'x']);
+}

@@ -1,0 +1,402 @@
+//! TLS for `wss://` (dialing) and for the [`Listener`](crate::Listener)
+//! (accepting), with [`rustls`] and its `ring` crypto provider.
+//!
+//! Dialing verifies the server's certificate chain and host name by default,
+//! against the Mozilla root store compiled in by [`webpki_roots`], plus any
+//! extra CA certificates given to the [`Dialer`](crate::Dialer)
+//! ([`Dialer::add_ca_pem`](crate::Dialer::add_ca_pem),
+//! [`Dialer::add_ca_file`](crate::Dialer::add_ca_file)).
+//!
+//! Why `webpki-roots` rather than the platform's store (`rustls-native-certs`):
+//! the same roots on every machine, nothing read from disk at dial time, and
+//! it works in minimal containers that ship no `ca-certificates`; a private
+//! or corporate CA is one `add_ca_file` away. The cost is that the roots are
+//! those of the dialtone build, not the system's; a program that must follow
+//! the system store can load it and pass it with
+//! [`Dialer::tls_config`](crate::Dialer::tls_config).
+//!
+//! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+/// The rustls version dialtone is built with, for
+/// [`Dialer::tls_config`](crate::Dialer::tls_config) and
+/// [`ServerTls::from_config`].
+pub use rustls;
+
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn config_error(what: impl fmt::Display) -> Error {
+    Error::TlsConfig(what.to_string())
+}
+
+/// PEM text, in memory or in a file read when it is needed.
+#[derive(Clone)]
+pub(crate) enum Pem {
+    File(PathBuf),
+    Bytes(Arc<[u8]>),
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pem::File(path) => write!(f, "File({})", path.display()),
+            // It may be a private key: show only its size.
+            Pem::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl Pem {
+    fn load(&self) -> Result<(Arc<[u8]>, String)> {
+        match self {
+            Pem::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| config_error(format_args!("{}: {e}", path.display())))?;
+                Ok((bytes.into(), path.display().to_string()))
+            }
+            Pem::Bytes(bytes) => Ok((bytes.clone(), "PEM data".to_owned())),
+        }
+    }
+
+    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>> {
+        let (bytes, name) = self.load()?;
+        certificates(&bytes, &name)
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>> {
+        let (bytes, name) = self.load()?;
+        private_key(&bytes, &name)
+    }
+}
+
+fn certificates(pem: &[u8], name: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| config_error(format_args!("{name}: {e}")))?;
+    if certs.is_empty() {
+        return Err(config_error(format_args!("{name}: no CERTIFICATE in it")));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &[u8], name: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| config_error(format_args!("{name}: no usable private key: {e}")))
+}
+
+fn root_store(certs: Vec<CertificateDer<'static>>, name: &str) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| config_error(format_args!("{name}: bad CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The dialer's TLS options; the rustls config is built at the first
+/// `wss://` dial and kept (clones of the dialer share it).
+#[derive(Clone, Default)]
+pub(crate) struct ClientTls {
+    pub(crate) extra_roots: Vec<Pem>,
+    pub(crate) no_built_in_roots: bool,
+    pub(crate) identity: Option<(Pem, Pem)>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) accept_invalid_certs: bool,
+    pub(crate) custom: Option<Arc<ClientConfig>>,
+    cache: Arc<OnceLock<Arc<ClientConfig>>>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("extra_roots", &self.extra_roots)
+            .field("built_in_roots", &!self.no_built_in_roots)
+            .field("client_cert", &self.identity.as_ref().map(|(cert, _)| cert))
+            .field("server_name", &self.server_name)
+            .field("accept_invalid_certs", &self.accept_invalid_certs)
+            .field("custom_config", &self.custom.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Call after changing an option: the next dial builds a new config.
+    pub(crate) fn changed(&mut self) {
+        self.cache = Arc::default();
+    }
+
+    /// The rustls client config these options make.
+    pub(crate) fn config(&self) -> Result<Arc<ClientConfig>> {
+        if let Some(custom) = &self.custom {
+            return Ok(custom.clone());
+        }
+        if let Some(config) = self.cache.get() {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(self.build()?);
+        // A racing dial may have set it first; either config is the same.
+        let _ = self.cache.set(config.clone());
+        Ok(config)
+    }
+
+    fn build(&self) -> Result<ClientConfig> {
+        let provider = provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?;
+        let builder = if self.accept_invalid_certs {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider)))
+        } else {
+            let mut roots = RootCertStore::empty();
+            if !self.no_built_in_roots {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            for pem in &self.extra_roots {
+                let (bytes, name) = pem.load()?;
+                roots
+                    .roots
+                    .extend(root_store(certificates(&bytes, &name)?, &name)?.roots);
+            }
+            if roots.is_empty() {
+                return Err(config_error(
+                    "no trusted roots: built-in roots are off and no CA certificate was added",
+                ));
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match &self.identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(cert.certificates()?, key.private_key()?)
+                .map_err(|e| config_error(format_args!("client certificate: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        Ok(config)
+    }
+
+    /// Runs the TLS handshake over `tcp`, checking the certificate against
+    /// `host` (or the server name override).
+    pub(crate) async fn connect(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let config = self.config()?;
+        if self.accept_invalid_certs && self.custom.is_none() {
+            tracing::warn!(
+                "TLS certificate verification is OFF for {host} (danger_accept_invalid_certs)"
+            );
+        }
+        let name = self.server_name.as_deref().unwrap_or(host);
+        let server_name = ServerName::try_from(name.to_owned())
+            .map_err(|e| config_error(format_args!("server name {name:?}: {e}")))?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| tls_error(name, e))
+    }
+}
+
+/// An I/O error from a TLS handshake as [`Error::Tls`], keeping the rustls
+/// error (certificate expired, name mismatch, unknown issuer, alert, …).
+pub(crate) fn tls_error(host: &str, e: std::io::Error) -> Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls_error) => Error::Tls {
+            host: host.to_owned(),
+            reason: rustls_error.to_string(),
+            source: Some(rustls_error.clone()),
+        },
+        None => Error::Tls {
+            host: host.to_owned(),
+            reason: format!("connection lost during the TLS handshake: {e}"),
+            source: None,
+        },
+    }
+}
+
+/// Accepts any server certificate, still checking that the server holds its
+/// key (the handshake signatures). For tests only.
+#[derive(Debug)]
+struct AcceptAnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A listener's TLS identity: certificate chain and private key, and
+/// optionally the CAs whose client certificates it requires.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::tls::ServerTls;
+///
+/// let tls = ServerTls::from_pem_files("cert.pem", "key.pem")?;
+/// let listener = dialtone::Listener::bind("127.0.0.1:9443").await?.with_tls(tls);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field(
+                "certificates",
+                &self.identity.as_ref().map(|(chain, _)| chain.len()),
+            )
+            .field("alpn", &self.config.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// From PEM: the certificate chain (leaf first) and the private key
+    /// (PKCS#8, PKCS#1 or SEC1). Fails if the key does not match the
+    /// certificate.
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self> {
+        let chain = certificates(cert_chain, "certificate chain")?;
+        let key = private_key(key, "private key")?;
+        Self::build(chain, key, None)
+    }
+
+    /// From PEM files: the certificate chain (leaf first) and the private key.
+    pub fn from_pem_files(cert_chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self> {
+        let chain = Pem::File(cert_chain.as_ref().to_owned()).certificates()?;
+        let key = Pem::File(key.as_ref().to_owned()).private_key()?;
+        Self::build(chain, key, None)
+    }
+
+    /// From a rustls config built by the caller (its ALPN is left as is).
+    pub fn from_config(config: Arc<ServerConfig>) -> Self {
+        ServerTls {
+            config,
+            identity: None,
+        }
+    }
+
+    /// Requires clients to present a certificate issued by one of the CAs in
+    /// `ca_pem`; a client without one fails the TLS handshake. Not available
+    /// for [`ServerTls::from_config`] (set a verifier in the config instead).
+    pub fn require_client_cert_pem(self, ca_pem: &[u8]) -> Result<Self> {
+        let Some((chain, key)) = self.identity else {
+            return Err(config_error(
+                "require_client_cert_pem needs a ServerTls made from PEM, not from_config",
+            ));
+        };
+        let roots = root_store(certificates(ca_pem, "client CA")?, "client CA")?;
+        Self::build(chain, key.clone_key(), Some(roots))
+    }
+
+    /// The rustls config in use.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
+    fn build(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_roots: Option<RootCertStore>,
+    ) -> Result<Self> {
+        let provider = provider();
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?;
+        let builder = match client_roots {
+            Some(roots) => {
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| config_error(format_args!("client CA: {e}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| config_error(format_args!("certificate and key: {e}")))?;
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        Ok(ServerTls {
+            config: Arc::new(config),
+            identity: Some((chain, Arc::new(key))),
+        })
+    }
+
+    /// Runs the server side of the TLS handshake.
+    pub(crate) async fn accept(
+        &self,
+        tcp: TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+            .accept(tcp)
+            .await
+            .map_err(|e| tls_error(&peer.to_string(), e))
+    }
+}

@@ -1,0 +1,282 @@
+//! Helpers for the tests that run real servers (nginx, tinyproxy,
+//! microsocks) on 127.0.0.1: temp dirs, child processes killed on drop,
+//! certificates made with rcgen, and an echo listener.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dialtone::tls::ServerTls;
+use dialtone::{Listener, Message};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dialtone-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The path of `program`, or a failure naming the Debian package to install.
+pub fn require(program: &str, debian_package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{program}` not found: install the Debian package `{debian_package}` \
+         (apt-get install -y {debian_package}); this test needs the real server"
+    );
+}
+
+/// A child process killed (and reaped) on drop; its log file is printed if
+/// it does not come up.
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+    log: Option<PathBuf>,
+}
+
+impl ChildGuard {
+    /// Starts `cmd` with output going to `log` (a file in the test's dir).
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> ChildGuard {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {name}: {e}"));
+        ChildGuard {
+            child,
+            name: name.to_owned(),
+            log: Some(log.to_owned()),
+        }
+    }
+
+    /// Waits until something accepts TCP on 127.0.0.1:`port`, failing with
+    /// the child's log if it exits or takes more than 10 s.
+    pub fn wait_for_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before listening on {port}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not listen on {port} within 10 s:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A certificate and its key, PEM.
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A test CA that issues leaf certificates.
+pub struct Ca {
+    pub pem: String,
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// How a leaf certificate is made.
+pub struct Leaf<'a> {
+    pub names: &'a [&'a str],
+    pub expired: bool,
+    pub client: bool,
+}
+
+impl Default for Leaf<'_> {
+    fn default() -> Self {
+        Leaf {
+            names: &["localhost", "127.0.0.1"],
+            expired: false,
+            client: false,
+        }
+    }
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            cert,
+            key,
+        }
+    }
+
+    pub fn issue(&self, leaf: Leaf<'_>) -> Pem {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = leaf
+            .names
+            .iter()
+            .map(|n| match n.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+            })
+            .collect();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            leaf.names.first().copied().unwrap_or("leaf"),
+        );
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![if leaf.client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        if leaf.expired {
+            params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        } else {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// Starts an echo listener on 127.0.0.1 (TLS if `tls`); returns its address.
+pub async fn echo_server(tls: Option<ServerTls>) -> SocketAddr {
+    echo_server_on(Ipv4Addr::LOCALHOST.into(), tls).await
+}
+
+/// The first address `localhost` resolves to here (127.0.0.1 or ::1): a
+/// listener there is what a dial of `localhost` (or a proxy's) reaches first.
+pub async fn localhost_ip() -> std::net::IpAddr {
+    tokio::net::lookup_host("localhost:0")
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip()
+}
+
+/// Starts an echo listener on `ip` (TLS if `tls`); returns its address.
+pub async fn echo_server_on(ip: std::net::IpAddr, tls: Option<ServerTls>) -> SocketAddr {
+    let mut listener = Listener::bind((ip, 0)).await.unwrap();
+    if let Some(tls) = tls {
+        listener = listener.with_tls(tls);
+    }
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok((mut ws, _request)) = incoming.handshake().await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    if msg.is_data() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Dials `url` with `dialer`, sends a text and expects it echoed.
+pub async fn round_trip(dialer: &dialtone::Dialer, url: &str) -> dialtone::Result<()> {
+    let (mut ws, _) = dialer.dial(url).await?;
+    ws.send("ping through").await?;
+    match ws.recv().await {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "ping through"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    ws.close(dialtone::CloseCode::Normal, "").await?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! `wss://`: our TLS listener and dialer with certificates made by rcgen at
+//! test time, and Debian's nginx as a TLS terminator in front of a plain
+//! listener. Everything runs on 127.0.0.1.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use dialtone::tls::rustls::{self, CertificateError};
+use dialtone::tls::ServerTls;
+use dialtone::{Dialer, Error, Listener};
+use support::{echo_server, require, round_trip, Ca, ChildGuard, Leaf, TempDir};
+
+fn tls_for(pem: &support::Pem) -> ServerTls {
+    ServerTls::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap()
+}
+
+fn trusting(ca: &Ca) -> Dialer {
+    Dialer::new()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .add_ca_pem(ca.pem.as_bytes())
+}
+
+/// The rustls certificate error inside a dial's `Error::Tls`.
+fn cert_error(result: dialtone::Result<()>) -> CertificateError {
+    match result {
+        Err(Error::Tls {
+            source: Some(rustls::Error::InvalidCertificate(e)),
+            reason,
+            ..
+        }) => {
+            assert!(!reason.is_empty());
+            e
+        }
+        other => panic!("expected a TLS certificate error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn trusted_extra_ca_by_name_and_by_ip() {
+    let ca = Ca::new("dialtone test CA");
+    let addr = echo_server(Some(tls_for(&ca.issue(Leaf::default())))).await;
+    let dialer = trusting(&ca);
+    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
+        .await
+        .unwrap();
+    round_trip(&dialer, &format!("wss://127.0.0.1:{}/", addr.port()))
+        .await
+        .unwrap();
+
+    let (ws, response) = dialer
+        .dial(&format!("wss://localhost:{}/x", addr.port()))
+        .await
+        .unwrap();
+    assert_eq!(response.url.scheme(), "wss");
+    assert!(ws.get_ref().is_tls());
+    assert_eq!(ws.get_ref().alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(ws.get_ref().peer_certificates().map(|c| c.len()), Some(1));
+}
+
+#[tokio::test]
+async fn ca_and_server_identity_from_files() {
+    let dir = TempDir::new("tls-files");
+    let ca = Ca::new("dialtone file CA");
+    let leaf = ca.issue(Leaf::default());
+    let ca_file = dir.write("ca.pem", &ca.pem);
+    let cert = dir.write("cert.pem", &leaf.cert);
+    let key = dir.write("key.pem", &leaf.key);
+    let tls = ServerTls::from_pem_files(&cert, &key).unwrap();
+    let addr = echo_server(Some(tls)).await;
+    let dialer = Dialer::new().no_proxy().add_ca_file(&ca_file);
+    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
+        .await
+        .unwrap();
+
+    // A missing CA file is a configuration error, not a TLS failure.
+    let missing = Dialer::new()
+        .no_proxy()
+        .add_ca_file(dir.path().join("nope.pem"));
+    let r = round_trip(&missing, &format!("wss://localhost:{}/", addr.port())).await;
+    assert!(matches!(r, Err(Error::TlsConfig(_))), "{r:?}");
+    // So is a key that is not the certificate's.
+    let other = ca.issue(Leaf::default());
+    let r = ServerTls::from_pem(leaf.cert.as_bytes(), other.key.as_bytes());
+    assert!(matches!(r, Err(Error::TlsConfig(_))), "{r:?}");
+    assert!(matches!(
+        ServerTls::from_pem(b"not pem", leaf.key.as_bytes()),
+        Err(Error::TlsConfig(_))
+    ));
+}
+
+#[tokio::test]
+async fn unknown_issuer_is_refused_by_default() {
+    let ca = Ca::new("untrusted CA");
+    let addr = echo_server(Some(tls_for(&ca.issue(Leaf::default())))).await;
+    let r = round_trip(
+        &Dialer::new().no_proxy(),
+        &format!("wss://localhost:{}/", addr.port()),
+    )
+    .await;
+    assert_eq!(cert_error(r), CertificateError::UnknownIssuer);
+}
+
+#[tokio::test]
+async fn expired_certificate_is_refused() {
+    let ca = Ca::new("dialtone test CA");
+    let leaf = ca.issue(Leaf {
+        expired: true,
+        ..Leaf::default()
+    });
+    let addr = echo_server(Some(tls_for(&leaf))).await;
+    let r = round_trip(&trusting(&ca), &format!("wss://localhost:{}/", addr.port())).await;
+    let e = cert_error(r);
+    assert!(
+        matches!(
+            e,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_name_is_refused_and_server_name_override_fixes_it() {
+    let ca = Ca::new("dialtone test CA");
+    let leaf = ca.issue(Leaf {
+        names: &["ws.test"],
+        ..Leaf::default()
+    });
+    let addr = echo_server(Some(tls_for(&leaf))).await;
+    let url = format!("wss://localhost:{}/", addr.port());
+    let e = cert_error(round_trip(&trusting(&ca), &url).await);
+    assert!(
+        matches!(
+            e,
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{e:?}"
+    );
+    // The message says why, in words.
+    let msg = round_trip(&trusting(&ca), &url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("localhost"), "{msg}");
+
+    round_trip(&trusting(&ca).tls_server_name("ws.test"), &url)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn danger_accept_invalid_certs_accepts_anything() {
+    let ca = Ca::new("untrusted CA");
+    let leaf = ca.issue(Leaf {
+        names: &["elsewhere.test"],
+        expired: true,
+        ..Leaf::default()
+    });
+    let addr = echo_server(Some(tls_for(&leaf))).await;
+    let dialer = Dialer::new().no_proxy().danger_accept_invalid_certs(true);
+    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn client_certificate_auth() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let tls = tls_for(&server_ca.issue(Leaf::default()))
+        .require_client_cert_pem(client_ca.pem.as_bytes())
+        .unwrap();
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap().with_tls(tls);
+    let url = format!("wss://localhost:{}/", listener.local_addr().unwrap().port());
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            let seen = seen_tx.clone();
+            tokio::spawn(async move {
+                match incoming.handshake().await {
+                    Ok((mut ws, _)) => {
+                        let certs = ws.get_ref().peer_certificates().map_or(0, |c| c.len());
+                        let _ = seen.send(Ok(certs));
+                        while let Some(Ok(msg)) = ws.recv().await {
+                            if msg.is_data() {
+                                let _ = ws.send(msg).await;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = seen.send(Err(e));
+                    }
+                }
+            });
+        }
+    });
+
+    let client = client_ca.issue(Leaf {
+        names: &["client.test"],
+        client: true,
+        ..Leaf::default()
+    });
+    let with_cert =
+        trusting(&server_ca).client_cert_pem(client.cert.as_bytes(), client.key.as_bytes());
+    round_trip(&with_cert, &url).await.unwrap();
+    assert_eq!(seen_rx.recv().await.unwrap().unwrap(), 1);
+
+    // Without a certificate the server refuses (TLS 1.3 reports it to the
+    // client after its side of the handshake, so the dial fails on read).
+    assert!(round_trip(&trusting(&server_ca), &url).await.is_err());
+    match seen_rx.recv().await.unwrap() {
+        Err(Error::Tls { source, .. }) => assert!(
+            matches!(source, Some(rustls::Error::NoCertificatesPresented)),
+            "{source:?}"
+        ),
+        other => panic!("expected a TLS error on the server, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_to_a_plain_listener_is_a_tls_error() {
+    let addr = echo_server(None).await;
+    let r = round_trip(
+        &Dialer::new().no_proxy(),
+        &format!("wss://127.0.0.1:{}/", addr.port()),
+    )
+    .await;
+    assert!(matches!(r, Err(Error::Tls { .. })), "{r:?}");
+}
+
+#[tokio::test]
+async fn silent_tls_server_times_out() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+        }
+    });
+    let dialer = Dialer::new().no_proxy().timeout(Duration::from_millis(300));
+    let r = round_trip(&dialer, &format!("wss://127.0.0.1:{port}/")).await;
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn nginx_terminates_tls_in_front_of_a_plain_listener() {
+    let nginx = require("nginx", "nginx");
+    let dir = TempDir::new("nginx");
+    let ca = Ca::new("dialtone nginx CA");
+    let leaf = ca.issue(Leaf::default());
+    dir.write("cert.pem", &leaf.cert);
+    dir.write("key.pem", &leaf.key);
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let backend = echo_server(None).await;
+    let port = support::free_port();
+    let prefix = dir.path().display();
+    let conf = format!(
+        r#"
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {prefix}/cert.pem;
+        ssl_certificate_key {prefix}/key.pem;
+        location / {{
+            proxy_pass http://127.0.0.1:{backend_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"#,
+        backend_port = backend.port()
+    );
+    let conf_path = dir.write("nginx.conf", conf);
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("logs/stderr.log"))
+        .arg("-g")
+        .arg("daemon off; master_process off;");
+    let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
+    child.wait_for_port(port);
+
+    let dialer = trusting(&ca);
+    round_trip(&dialer, &format!("wss://localhost:{port}/through-nginx"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nnginx log:\n{}", child.log_text()));
+    // nginx's certificate is checked like any other.
+    let r = round_trip(
+        &Dialer::new().no_proxy(),
+        &format!("wss://localhost:{port}/"),
+    )
+    .await;
+    assert_eq!(cert_error(r), CertificateError::UnknownIssuer);
+}
