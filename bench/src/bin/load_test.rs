@@ -1,0 +1,1072 @@
+//! `load_test`: an echo load generator that speaks WebSocket over raw TCP.
+//!
+//! Modelled on the `load_test` tool of uWebSockets and fastwebsockets, but
+//! written here from scratch, with no WebSocket library: it must not share
+//! code with any server it measures.
+//!
+//! N connections each do the opening handshake (checking `101` and
+//! `Sec-WebSocket-Accept`), then keep K masked binary messages of S bytes in
+//! flight, sending one more for every echo received. Frames are built once;
+//! only the first (up to) 8 payload bytes change from one message to the
+//! next: they carry the message's sequence number, so that an echo out of
+//! order, repeated or stale is caught. Every echo is checked for opcode,
+//! length and sequence number, and one in `--verify-every` in full; any
+//! mismatch fails the run (exit code 1, no score printed).
+//!
+//! After a warm-up (1 s) the echoes are counted for `--duration` seconds and
+//! the rates printed: a line for people and a `RESULT {json}` line.
+//!
+//! With `--idle`, the connections only do the handshake; the tool prints
+//! `READY handshake N` and waits for a line on stdin, then sends one message
+//! on each connection and checks its echo, prints `READY echo N` and waits
+//! for a line (or the end of stdin) before exiting. A driver reads the
+//! server's memory in the two pauses.
+
+use std::future::Future;
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha1::{Digest as _, Sha1};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
+
+const USAGE: &str = "\
+usage: load_test [options] HOST:PORT
+
+  -c, --conns N          connections (default 1)
+  -s, --size BYTES       message payload size (default 20); K/M suffixes ok
+  -k, --inflight K       messages in flight per connection (default 1)
+  -d, --duration SECS    measured time (default 5)
+  -w, --warmup SECS      warm-up before measuring (default 1)
+      --verify-every N   check the full content of one echo in N (default 8)
+      --sources N        spread connections over source addresses
+                         127.0.0.1 .. 127.0.0.N (default: 1 per 5000 conns)
+      --label TEXT       a name to print with the result (e.g. the server)
+      --watch-pid PID    also report that process's CPU use (the server's)
+      --idle             open the connections, then pause (see the docs)
+  -h, --help
+";
+
+struct Args {
+    addr: SocketAddr,
+    conns: usize,
+    size: usize,
+    inflight: usize,
+    duration: f64,
+    warmup: f64,
+    verify_every: u64,
+    sources: usize,
+    label: String,
+    watch_pid: Option<u32>,
+    idle: bool,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'k' | b'K') => (&s[..s.len() - 1], 1024),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<usize>()
+        .map(|n| n * mul)
+        .map_err(|e| format!("bad size {s:?}: {e}"))
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut addr = None;
+    let mut a = Args {
+        addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
+        conns: 1,
+        size: 20,
+        inflight: 1,
+        duration: 5.0,
+        warmup: 1.0,
+        verify_every: 8,
+        sources: 0,
+        label: String::new(),
+        watch_pid: None,
+        idle: false,
+    };
+    fn val(it: &mut impl Iterator<Item = String>, name: &str) -> Result<String, String> {
+        it.next().ok_or_else(|| format!("{name} needs a value"))
+    }
+    fn num<T: std::str::FromStr>(s: String, name: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        s.parse().map_err(|e| format!("{name}: {e}"))
+    }
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-c" | "--conns" => a.conns = num(val(&mut it, &arg)?, &arg)?,
+            "-s" | "--size" => a.size = parse_size(&val(&mut it, &arg)?)?,
+            "-k" | "--inflight" => a.inflight = num(val(&mut it, &arg)?, &arg)?,
+            "-d" | "--duration" => a.duration = num(val(&mut it, &arg)?, &arg)?,
+            "-w" | "--warmup" => a.warmup = num(val(&mut it, &arg)?, &arg)?,
+            "--verify-every" => a.verify_every = num(val(&mut it, &arg)?, &arg)?,
+            "--sources" => a.sources = num(val(&mut it, &arg)?, &arg)?,
+            "--label" => a.label = val(&mut it, &arg)?,
+            "--watch-pid" => a.watch_pid = Some(num(val(&mut it, &arg)?, &arg)?),
+            "--idle" => a.idle = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => {
+                addr = Some(
+                    s.parse::<SocketAddr>()
+                        .map_err(|e| format!("bad address {s:?}: {e}"))?,
+                )
+            }
+        }
+    }
+    a.addr = addr.ok_or("missing HOST:PORT")?;
+    if a.conns == 0 || a.inflight == 0 || a.verify_every == 0 {
+        return Err("--conns, --inflight and --verify-every must be at least 1".into());
+    }
+    if a.sources == 0 {
+        a.sources = a.conns.div_ceil(5000);
+    }
+    if a.sources > 250 {
+        return Err("--sources must be at most 250".into());
+    }
+    Ok(a)
+}
+
+/// A small deterministic generator for keys, masks and payloads.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+fn seed(i: usize) -> XorShift {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    XorShift((t ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+}
+
+// ---------------------------------------------------------------- handshake
+
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Connects (from `source`, if given) and does the opening handshake.
+/// Returns the stream and any bytes read past the response head.
+async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    rng: &mut XorShift,
+) -> Result<(TcpStream, Vec<u8>), String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let mut stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // Close with a reset: no TIME_WAIT left behind to use up the ports of
+    // the next runs.
+    stream.set_zero_linger().map_err(|e| e.to_string())?;
+
+    let mut raw_key = [0u8; 16];
+    rng.fill(&mut raw_key);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.encode(raw_key);
+    let expected_accept = b64.encode(Sha1::digest(format!("{key}{GUID}").as_bytes()));
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("handshake write: {e}"))?;
+
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err("handshake response head too long".into());
+        }
+        let mut chunk = [0u8; 2048];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("handshake read: {e}"))?;
+        if n == 0 {
+            return Err("server closed during the handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "non-UTF-8 response head")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    let mut parts = status.split(' ');
+    if parts.next() != Some("HTTP/1.1") || parts.next() != Some("101") {
+        return Err(format!("expected 101, got {status:?}"));
+    }
+    let mut accept_ok = false;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            if value != expected_accept {
+                return Err(format!(
+                    "Sec-WebSocket-Accept {value:?}, expected {expected_accept:?}"
+                ));
+            }
+            accept_ok = true;
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            return Err(format!(
+                "server enabled extensions none were offered: {value}"
+            ));
+        }
+    }
+    if !accept_ok {
+        return Err("no Sec-WebSocket-Accept in the response".into());
+    }
+    Ok((stream, buf[head_end..].to_vec()))
+}
+
+/// Opens `n` connections, at most 256 handshakes at a time.
+async fn connect_all(args: &Args) -> Result<Vec<(TcpStream, Vec<u8>)>, String> {
+    // Wait for the server to listen (it may just have been started).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(args.addr).await {
+            Ok(probe) => {
+                let _ = probe.set_zero_linger();
+                break;
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("server at {} not reachable: {e}", args.addr))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let sources: Vec<Option<IpAddr>> = if args.sources <= 1 {
+        vec![None]
+    } else {
+        (1..=args.sources)
+            .map(|i| Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8))))
+            .collect()
+    };
+    let mut out = Vec::with_capacity(args.conns);
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while out.len() < args.conns {
+        while next < args.conns && set.len() < 256 {
+            let (addr, source) = (args.addr, sources[next % sources.len()]);
+            let mut rng = seed(next);
+            set.spawn(async move { connect(addr, source, &mut rng).await });
+            next += 1;
+        }
+        match set.join_next().await {
+            Some(Ok(Ok(c))) => out.push(c),
+            Some(Ok(Err(e))) => return Err(e),
+            Some(Err(e)) => return Err(format!("connect task: {e}")),
+            None => unreachable!("tasks are left while connections are missing"),
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------- frames
+
+/// What every connection sends: one masked frame, and its unmasked payload.
+struct Template {
+    /// The whole frame: header, mask key, masked payload.
+    frame: Vec<u8>,
+    /// Where the payload starts in `frame`.
+    payload_at: usize,
+    mask: [u8; 4],
+    /// The payload as it should come back (its first 8 bytes replaced by
+    /// the sequence number).
+    payload: Arc<[u8]>,
+}
+
+impl Template {
+    fn new(size: usize, rng: &mut XorShift) -> Template {
+        let mut payload = vec![0u8; size];
+        rng.fill(&mut payload);
+        let mut mask = [0u8; 4];
+        rng.fill(&mut mask);
+        let mut frame = Vec::with_capacity(size + 14);
+        frame.push(0x82); // FIN, binary
+        if size < 126 {
+            frame.push(0x80 | size as u8);
+        } else if size <= u16::MAX as usize {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(size as u16).to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        let payload_at = frame.len();
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        Template {
+            frame,
+            payload_at,
+            mask,
+            payload: payload.into(),
+        }
+    }
+
+    /// Writes `seq` (masked) into the first payload bytes of `frame`, a copy
+    /// of [`Template::frame`].
+    fn stamp(&self, frame: &mut [u8], seq: u64) {
+        let seq = seq.to_le_bytes();
+        let n = self.payload.len().min(8);
+        for i in 0..n {
+            frame[self.payload_at + i] = seq[i] ^ self.mask[i % 4];
+        }
+    }
+}
+
+/// Reads the server's frames and checks each echo.
+struct Checker {
+    size: usize,
+    verify_every: u64,
+    expect: Arc<[u8]>,
+    /// Sequence number of the next (or current) echo.
+    seq: u64,
+    in_message: bool,
+    msg_len: usize,
+    full_check: bool,
+    in_payload: bool,
+    frame_left: usize,
+    frame_fin: bool,
+}
+
+impl Checker {
+    fn new(size: usize, verify_every: u64, expect: Arc<[u8]>) -> Self {
+        Checker {
+            size,
+            verify_every,
+            expect,
+            seq: 0,
+            in_message: false,
+            msg_len: 0,
+            full_check: false,
+            in_payload: false,
+            frame_left: 0,
+            frame_fin: false,
+        }
+    }
+
+    /// Consumes what it can of `buf`: returns the bytes consumed (all but a
+    /// partial frame header) and the echoes completed.
+    fn feed(&mut self, buf: &[u8]) -> Result<(usize, u64), String> {
+        let mut i = 0;
+        let mut done = 0;
+        loop {
+            if self.in_payload {
+                let n = self.frame_left.min(buf.len() - i);
+                if n == 0 {
+                    break;
+                }
+                self.check(&buf[i..i + n])?;
+                self.msg_len += n;
+                self.frame_left -= n;
+                i += n;
+                if self.frame_left == 0 {
+                    self.in_payload = false;
+                    done += self.end_frame()?;
+                }
+                continue;
+            }
+            let rest = &buf[i..];
+            if rest.len() < 2 {
+                break;
+            }
+            let (b0, b1) = (rest[0], rest[1]);
+            if b1 & 0x80 != 0 {
+                return Err("the server sent a masked frame".into());
+            }
+            if b0 & 0x70 != 0 {
+                return Err(format!("RSV bits set in frame header {b0:#04x}"));
+            }
+            let (len, header) = match b1 & 0x7f {
+                126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as u64, 4),
+                127 if rest.len() >= 10 => (
+                    u64::from_be_bytes(rest[2..10].try_into().expect("8 bytes")),
+                    10,
+                ),
+                126 | 127 => break,
+                l => (l as u64, 2),
+            };
+            match (self.in_message, b0 & 0x0f) {
+                (false, 0x2) => {
+                    self.in_message = true;
+                    self.msg_len = 0;
+                    self.full_check = self.seq.is_multiple_of(self.verify_every);
+                }
+                (true, 0x0) => {}
+                (_, 0x8) => {
+                    let code = match (len >= 2, rest.get(header..header + 2)) {
+                        (true, Some(c)) => u16::from_be_bytes([c[0], c[1]]).to_string(),
+                        _ => "none".into(),
+                    };
+                    return Err(format!("the server sent a close frame (code {code})"));
+                }
+                (m, op) => {
+                    return Err(format!(
+                        "unexpected opcode {op:#x} ({} a message)",
+                        if m { "inside" } else { "at the start of" }
+                    ))
+                }
+            }
+            if self.msg_len as u64 + len > self.size as u64 {
+                return Err(format!(
+                    "echo longer than the {} bytes sent (at least {})",
+                    self.size,
+                    self.msg_len as u64 + len
+                ));
+            }
+            i += header;
+            self.frame_left = len as usize;
+            self.frame_fin = b0 & 0x80 != 0;
+            if len == 0 {
+                done += self.end_frame()?;
+            } else {
+                self.in_payload = true;
+            }
+        }
+        Ok((i, done))
+    }
+
+    fn end_frame(&mut self) -> Result<u64, String> {
+        if !self.frame_fin {
+            return Ok(0);
+        }
+        if self.msg_len != self.size {
+            return Err(format!(
+                "echo of {} bytes, {} were sent",
+                self.msg_len, self.size
+            ));
+        }
+        self.in_message = false;
+        self.seq += 1;
+        Ok(1)
+    }
+
+    /// Checks payload bytes at the current offset of the message.
+    fn check(&self, data: &[u8]) -> Result<(), String> {
+        let off = self.msg_len;
+        let stamped = self.size.min(8);
+        let s = stamped.saturating_sub(off).min(data.len());
+        if s > 0 {
+            let seq = self.seq.to_le_bytes();
+            if data[..s] != seq[off..off + s] {
+                return Err(format!(
+                    "echo {} carries the wrong sequence number (reordered, repeated or corrupted)",
+                    self.seq
+                ));
+            }
+        }
+        if self.full_check && data[s..] != self.expect[off + s..off + data.len()] {
+            return Err(format!("echo {} has corrupted content", self.seq));
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ running
+
+struct Shared {
+    msgs: AtomicU64,
+    per_conn: Vec<AtomicU64>,
+    failed: AtomicBool,
+    error: Mutex<Option<String>>,
+    notify: Notify,
+}
+
+impl Shared {
+    fn fail(&self, conn: usize, e: String) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(format!("connection {conn}: {e}"));
+        }
+        self.failed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+/// One connection's echo loop, polled by hand so that reading and writing
+/// go on together without a second task.
+struct Conn {
+    id: usize,
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    template: Arc<Template>,
+    /// `batch` copies of the frame, to send several in one write.
+    out: Vec<u8>,
+    batch: usize,
+    /// Messages that may be sent (echoes received, plus the initial K).
+    credits: u64,
+    next_seq: u64,
+    /// The part of `out` being written: `out[written..writing]`.
+    writing: usize,
+    written: usize,
+    rx: Vec<u8>,
+    rx_len: usize,
+    checker: Checker,
+}
+
+impl Conn {
+    fn fail(&mut self, e: String) -> Poll<()> {
+        self.shared.fail(self.id, e);
+        Poll::Ready(())
+    }
+}
+
+impl Future for Conn {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            let mut progress = false;
+
+            // Send.
+            if this.writing == 0 && this.credits > 0 {
+                let n = (this.credits as usize).min(this.batch);
+                let flen = this.template.frame.len();
+                for k in 0..n {
+                    let seq = this.next_seq + k as u64;
+                    this.template
+                        .stamp(&mut this.out[k * flen..(k + 1) * flen], seq);
+                }
+                this.next_seq += n as u64;
+                this.credits -= n as u64;
+                this.writing = n * flen;
+                this.written = 0;
+            }
+            while this.written < this.writing {
+                let buf = &this.out[this.written..this.writing];
+                match Pin::new(&mut this.stream).poll_write(cx, buf) {
+                    Poll::Ready(Ok(0)) => return this.fail("write returned 0".into()),
+                    Poll::Ready(Ok(n)) => {
+                        this.written += n;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return this.fail(format!("write: {e}")),
+                    Poll::Pending => break,
+                }
+            }
+            if this.writing > 0 && this.written == this.writing {
+                this.writing = 0;
+                this.written = 0;
+            }
+
+            // Receive.
+            let mut rb = ReadBuf::new(&mut this.rx[this.rx_len..]);
+            match Pin::new(&mut this.stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return this.fail("the server closed the connection".into());
+                    }
+                    let end = this.rx_len + n;
+                    let (used, done) = match this.checker.feed(&this.rx[..end]) {
+                        Ok(r) => r,
+                        Err(e) => return this.fail(e),
+                    };
+                    this.rx.copy_within(used..end, 0);
+                    this.rx_len = end - used;
+                    if done > 0 {
+                        this.credits += done;
+                        this.shared.msgs.fetch_add(done, Ordering::Relaxed);
+                        this.shared.per_conn[this.id].fetch_add(done, Ordering::Relaxed);
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return this.fail(format!("read: {e}")),
+                Poll::Pending => {}
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+fn conn_loop(
+    id: usize,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    args: &Args,
+    shared: &Arc<Shared>,
+    template: &Arc<Template>,
+) -> Conn {
+    let flen = template.frame.len();
+    let batch = args.inflight.min((64 * 1024 / flen).max(1));
+    let mut out = Vec::with_capacity(batch * flen);
+    for _ in 0..batch {
+        out.extend_from_slice(&template.frame);
+    }
+    let rx_size = (args.inflight * flen).clamp(4096, 256 * 1024);
+    if !leftover.is_empty() {
+        // Echoes cannot come before we send: the server spoke out of turn.
+        shared.fail(id, "data after the handshake before any message".into());
+    }
+    Conn {
+        id,
+        stream,
+        shared: shared.clone(),
+        template: template.clone(),
+        out,
+        batch,
+        credits: args.inflight as u64,
+        next_seq: 0,
+        writing: 0,
+        written: 0,
+        rx: vec![0u8; rx_size],
+        rx_len: 0,
+        checker: Checker::new(args.size, args.verify_every, template.payload.clone()),
+    }
+}
+
+fn snapshot(shared: &Shared) -> (u64, Vec<u64>) {
+    (
+        shared.msgs.load(Ordering::Relaxed),
+        shared
+            .per_conn
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+    )
+}
+
+/// A process's CPU time in seconds (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// CPU seconds of the whole machine (user, nice, system) and stolen by the
+/// hypervisor, from `/proc/stat`. Interrupt time is left out: processes'
+/// times leave it out too.
+fn machine_time() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    Some((
+        (f.first()? + f.get(1)? + f.get(2)?) / 100.0,
+        f.get(7).copied().unwrap_or(0.0) / 100.0,
+    ))
+}
+
+/// CPU use over a window: this process, the watched one, and the rest of
+/// the machine; each in cores.
+struct CpuUse {
+    own: Option<f64>,
+    watched: Option<f64>,
+    machine: Option<(f64, f64)>,
+}
+
+impl CpuUse {
+    fn now(watch: Option<u32>) -> Self {
+        CpuUse {
+            own: cpu_time("self"),
+            watched: watch.and_then(|p| cpu_time(&p.to_string())),
+            machine: machine_time(),
+        }
+    }
+
+    /// (own, watched, others, steal) in cores over `secs`.
+    fn since(&self, end: &CpuUse, secs: f64) -> (f64, f64, f64, f64) {
+        let d = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (b - a) / secs,
+            _ => f64::NAN,
+        };
+        let own = d(self.own, end.own);
+        let watched = d(self.watched, end.watched);
+        let (busy, steal) = match (self.machine, end.machine) {
+            (Some(a), Some(b)) => ((b.0 - a.0) / secs, (b.1 - a.1) / secs),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let others = busy - own - if watched.is_nan() { 0.0 } else { watched };
+        (own, watched, others.max(0.0), steal)
+    }
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "null".into()
+    }
+}
+
+fn error_of(shared: &Shared) -> Option<String> {
+    if shared.failed.load(Ordering::Acquire) {
+        shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    } else {
+        None
+    }
+}
+
+async fn run(args: Args) -> Result<(), (u8, String)> {
+    let t0 = Instant::now();
+    let conns = connect_all(&args).await.map_err(|e| (2, e))?;
+    let connect_secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "load_test: {} connections open in {connect_secs:.2} s",
+        conns.len()
+    );
+    if args.idle {
+        return idle(args, conns).await;
+    }
+
+    let shared = Arc::new(Shared {
+        msgs: AtomicU64::new(0),
+        per_conn: (0..args.conns).map(|_| AtomicU64::new(0)).collect(),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        notify: Notify::new(),
+    });
+    let template = Arc::new(Template::new(args.size, &mut seed(usize::MAX)));
+    for (id, (stream, leftover)) in conns.into_iter().enumerate() {
+        let conn = conn_loop(id, stream, leftover, &args, &shared, &template);
+        tokio::spawn(conn);
+    }
+
+    let failed = shared.notify.notified();
+    tokio::pin!(failed);
+    let warm_end = Instant::now() + Duration::from_secs_f64(args.warmup);
+    tokio::select! {
+        _ = tokio::time::sleep_until(warm_end.into()) => {}
+        _ = &mut failed => {}
+    }
+    let (m0, per0) = snapshot(&shared);
+    let cpu0 = CpuUse::now(args.watch_pid);
+    let t_start = Instant::now();
+    if error_of(&shared).is_none() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(args.duration)) => {}
+            _ = &mut failed => {}
+        }
+    }
+    let (m1, per1) = snapshot(&shared);
+    let secs = t_start.elapsed().as_secs_f64();
+    let (cpu, server_cpu, other_cpu, steal) = cpu0.since(&CpuUse::now(args.watch_pid), secs);
+    if let Some(e) = error_of(&shared) {
+        return Err((1, format!("FAILED: {e}")));
+    }
+    let msgs = m1 - m0;
+    let stalled = per0.iter().zip(&per1).filter(|(a, b)| a == b).count();
+    let (min, max) = per0
+        .iter()
+        .zip(&per1)
+        .map(|(a, b)| b - a)
+        .fold((u64::MAX, 0), |(lo, hi), d| (lo.min(d), hi.max(d)));
+    let rate = msgs as f64 / secs;
+    let mib = rate * args.size as f64 / (1024.0 * 1024.0);
+    let label = if args.label.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", args.label)
+    };
+    println!(
+        "{label}{} conns x {} B x {} in flight: {rate:.0} msgs/s, {mib:.2} MiB/s \
+         ({msgs} echoes in {secs:.2} s; per connection min {min} max {max}; {stalled} stalled; \
+         CPU: load_test {:.0}%, server {:.0}%, others {:.0}%)",
+        args.conns,
+        args.size,
+        args.inflight,
+        cpu * 100.0,
+        server_cpu * 100.0,
+        other_cpu * 100.0,
+    );
+    println!(
+        "RESULT {{\"label\":\"{}\",\"conns\":{},\"size\":{},\"inflight\":{},\"secs\":{secs:.3},\
+         \"msgs\":{msgs},\"total_msgs\":{m1},\"msgs_per_s\":{rate:.1},\"mib_per_s\":{mib:.3},\"stalled\":{stalled},\
+         \"min_per_conn\":{min},\"max_per_conn\":{max},\"client_cpu\":{},\"server_cpu\":{},\"other_cpu\":{},\"steal\":{}}}",
+        args.label.replace(['"', '\\'], "_"),
+        args.conns,
+        args.size,
+        args.inflight,
+        json_num(cpu),
+        json_num(server_cpu),
+        json_num(other_cpu),
+        json_num(steal),
+    );
+    std::io::stdout().flush().ok();
+    if stalled > 0 {
+        eprintln!("load_test: warning: {stalled} connections got no echo while measured");
+    }
+    Ok(())
+}
+
+/// `--idle`: hold the connections open; one echo each between two pauses.
+async fn idle(args: Args, mut conns: Vec<(TcpStream, Vec<u8>)>) -> Result<(), (u8, String)> {
+    let pause = |what: &str| {
+        println!("READY {what} {}", args.conns);
+        std::io::stdout().flush().ok();
+        // Blocking is fine: nothing else needs to run meanwhile.
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    };
+    pause("handshake");
+
+    let template = Template::new(args.size, &mut seed(usize::MAX));
+    let mut set = tokio::task::JoinSet::new();
+    let mut done = 0;
+    let mut held = Vec::with_capacity(conns.len());
+    let total = conns.len();
+    let mut id = 0;
+    while done < total {
+        while set.len() < 256 {
+            let Some((mut stream, _)) = conns.pop() else {
+                break;
+            };
+            let mut frame = template.frame.clone();
+            template.stamp(&mut frame, 0);
+            let mut checker = Checker::new(args.size, 1, template.payload.clone());
+            let i = id;
+            id += 1;
+            set.spawn(async move {
+                stream
+                    .write_all(&frame)
+                    .await
+                    .map_err(|e| format!("connection {i}: write: {e}"))?;
+                let mut buf = vec![0u8; frame.len() + 16];
+                let mut len = 0;
+                loop {
+                    let n = stream
+                        .read(&mut buf[len..])
+                        .await
+                        .map_err(|e| format!("connection {i}: read: {e}"))?;
+                    if n == 0 {
+                        return Err(format!("connection {i}: closed by the server"));
+                    }
+                    len += n;
+                    let (used, got) = checker
+                        .feed(&buf[..len])
+                        .map_err(|e| format!("connection {i}: {e}"))?;
+                    buf.copy_within(used..len, 0);
+                    len -= used;
+                    if got > 0 {
+                        return Ok(stream);
+                    }
+                }
+            });
+        }
+        match set.join_next().await {
+            Some(Ok(Ok(stream))) => {
+                held.push(stream);
+                done += 1;
+            }
+            Some(Ok(Err(e))) => return Err((1, format!("FAILED: {e}"))),
+            Some(Err(e)) => return Err((2, format!("echo task: {e}"))),
+            None => break,
+        }
+    }
+    pause("echo");
+    drop(held);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprint!("load_test: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("load_test: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's frame: unmasked, binary unless `op` says otherwise.
+    fn server_frame(op: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | op];
+        if payload.len() < 126 {
+            f.push(payload.len() as u8);
+        } else if payload.len() <= 0xffff {
+            f.push(126);
+            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        } else {
+            f.push(127);
+            f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// The payload the server should echo for message `seq`.
+    fn echo_of(t: &Template, seq: u64) -> Vec<u8> {
+        let mut frame = t.frame.clone();
+        t.stamp(&mut frame, seq);
+        frame[t.payload_at..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ t.mask[i % 4])
+            .collect()
+    }
+
+    fn setup(size: usize) -> (Template, Checker) {
+        let t = Template::new(size, &mut XorShift(42));
+        let c = Checker::new(size, 1, t.payload.clone());
+        (t, c)
+    }
+
+    #[test]
+    fn frame_header_and_mask() {
+        for (size, header) in [(20, 2), (125, 2), (126, 4), (70_000, 10)] {
+            let t = Template::new(size, &mut XorShift(7));
+            assert_eq!(t.frame[0], 0x82);
+            assert_eq!(t.frame[1] & 0x80, 0x80, "client frames are masked");
+            assert_eq!(t.payload_at, header + 4);
+            assert_eq!(t.frame.len(), header + 4 + size);
+            let unmasked = echo_of(&t, 0);
+            assert_eq!(&unmasked[..8], &0u64.to_le_bytes());
+            assert_eq!(&unmasked[8..], &t.payload[8..]);
+        }
+    }
+
+    #[test]
+    fn good_echoes_count_in_any_split() {
+        for size in [1, 20, 300, 70_000] {
+            let (t, mut c) = setup(size);
+            let mut stream = Vec::new();
+            for seq in 0..3 {
+                stream.extend(server_frame(2, true, &echo_of(&t, seq)));
+            }
+            // Fed in pieces of every size, keeping what was not consumed.
+            for step in [1, 3, 7, 1000, stream.len()] {
+                let (t2, mut c2) = setup(size);
+                assert_eq!(t2.payload, t.payload);
+                let (mut buf, mut done) = (Vec::new(), 0);
+                for chunk in stream.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    let (used, n) = c2.feed(&buf).unwrap();
+                    buf.drain(..used);
+                    done += n;
+                }
+                assert_eq!(done, 3, "size {size}, step {step}");
+                assert!(buf.is_empty());
+            }
+            assert_eq!(c.feed(&stream).unwrap(), (stream.len(), 3));
+        }
+    }
+
+    #[test]
+    fn fragmented_echo_counts_once() {
+        let (t, mut c) = setup(300);
+        let p = echo_of(&t, 0);
+        let mut s = server_frame(2, false, &p[..100]);
+        s.extend(server_frame(0, false, &p[100..250]));
+        s.extend(server_frame(0, true, &p[250..]));
+        assert_eq!(c.feed(&s).unwrap(), (s.len(), 1));
+    }
+
+    #[test]
+    fn broken_echoes_fail() {
+        let (t, _) = setup(64);
+        let good = echo_of(&t, 0);
+        let mut corrupt = good.clone();
+        corrupt[40] ^= 1;
+        let mut truncated = good.clone();
+        truncated.pop();
+        let mut masked = server_frame(2, true, &good);
+        masked[1] |= 0x80;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("corrupted content", server_frame(2, true, &corrupt)),
+            ("stale sequence", server_frame(2, true, &echo_of(&t, 5))),
+            ("short", server_frame(2, true, &truncated)),
+            (
+                "long",
+                server_frame(2, true, &[good.clone(), vec![0]].concat()),
+            ),
+            ("text", server_frame(1, true, &good)),
+            ("close", server_frame(8, true, &[3, 232])),
+            ("ping", server_frame(9, true, b"")),
+            ("masked", masked),
+            ("continuation first", server_frame(0, true, &good)),
+        ];
+        for (what, bytes) in cases {
+            let (_, mut c) = setup(64);
+            assert!(c.feed(&bytes).is_err(), "{what} was accepted");
+        }
+    }
+
+    #[test]
+    fn sampling_skips_content_but_not_sequence() {
+        let t = Template::new(64, &mut XorShift(42));
+        let mut c = Checker::new(64, 2, t.payload.clone());
+        // Message 0 is checked in full, message 1 only for its sequence.
+        c.feed(&server_frame(2, true, &echo_of(&t, 0))).unwrap();
+        let mut p1 = echo_of(&t, 1);
+        p1[40] ^= 1;
+        c.feed(&server_frame(2, true, &p1)).unwrap();
+        let mut p2 = echo_of(&t, 2);
+        p2[40] ^= 1;
+        assert!(c.feed(&server_frame(2, true, &p2)).is_err());
+        let (_, mut c) = setup(64);
+        assert!(c.feed(&server_frame(2, true, &echo_of(&t, 1))).is_err());
+    }
+}
