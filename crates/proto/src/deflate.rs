@@ -340,11 +340,15 @@ impl Deflate {
             params.push(("client_no_context_takeover".into(), None));
         }
         if let Some(bits) = self.server_max_window_bits {
-            params.push(("server_max_window_bits".into(), Some(bits.to_string())));
+            params.push((
+                "server_max_window_bits".into(),
+                Some(bits.clamp(8, 15).to_string()),
+            ));
         }
         params.push((
             "client_max_window_bits".into(),
-            self.client_max_window_bits.map(|b| b.to_string()),
+            self.client_max_window_bits
+                .map(|b| b.clamp(8, 15).to_string()),
         ));
         Extension {
             name: PERMESSAGE_DEFLATE.into(),
@@ -356,12 +360,15 @@ impl Deflate {
     /// to decline it (RFC 7692 §7.1: an invalid offer is declined, not fatal).
     fn answer(&self, offer: &Extension) -> Option<(Extension, Agreed)> {
         let p = read_params(offer).ok()?;
-        let server_bits = match (p.server_max_window_bits, self.server_max_window_bits) {
+        // Local settings outside 8–15 are clamped, never answered as is.
+        let our_server = self.server_max_window_bits.map(|b| b.clamp(8, 15));
+        let our_client = self.client_max_window_bits.map(|b| b.clamp(8, 15));
+        let server_bits = match (p.server_max_window_bits, our_server) {
             (Some(asked), Some(ours)) => asked.min(ours),
             (Some(asked), None) => asked,
             (None, ours) => ours.unwrap_or(15),
         };
-        let client_bits = match (p.client_max_window_bits, self.client_max_window_bits) {
+        let client_bits = match (p.client_max_window_bits, our_client) {
             // We want to limit the client, which did not say it can be limited.
             (None, Some(ours)) if ours < 15 => return None,
             (None, _) => 15,
@@ -471,6 +478,9 @@ pub struct Codec {
     reset_compressor: bool,
     decompressor: Decompress,
     reset_decompressor: bool,
+    /// The message's deflate stream ended with a final block: nothing more
+    /// may come before the message ends, however the reads split it.
+    ended: bool,
     threshold: usize,
 }
 
@@ -504,12 +514,16 @@ impl Codec {
             )
         };
         Codec {
-            compressor: (ours >= 9).then(|| {
+            // Window bits come from negotiation (8–15) or local settings:
+            // outside 9–15 zlib cannot compress, and inflating with a larger
+            // window than the peer's is always safe.
+            compressor: (9..=15).contains(&ours).then(|| {
                 Compress::new_with_window_bits(Compression::new(agreed.level), false, ours)
             }),
             reset_compressor: our_reset,
-            decompressor: Decompress::new_with_window_bits(false, theirs.max(9)),
+            decompressor: Decompress::new_with_window_bits(false, theirs.clamp(9, 15)),
             reset_decompressor: their_reset,
+            ended: false,
             threshold: agreed.threshold,
         }
     }
@@ -578,10 +592,14 @@ impl Codec {
     ) -> Result<(), ProtocolError> {
         self.inflate(input, out, limit, on_output)?;
         if fin {
-            self.inflate(&SYNC_TRAILER, out, limit, on_output)?;
-            if self.reset_decompressor {
+            if !self.ended {
+                self.inflate(&SYNC_TRAILER, out, limit, on_output)?;
+            }
+            // A final block ended the stream: the next message starts afresh.
+            if self.ended || self.reset_decompressor {
                 self.decompressor.reset(false);
             }
+            self.ended = false;
         }
         Ok(())
     }
@@ -593,6 +611,15 @@ impl Codec {
         limit: usize,
         on_output: &mut dyn FnMut(&[u8]) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
+        if self.ended {
+            return if input.is_empty() {
+                Ok(())
+            } else {
+                Err(ProtocolError::Extension(
+                    "data after the final block".into(),
+                ))
+            };
+        }
         loop {
             if out.len() == out.capacity() {
                 // Grow geometrically, but never past one byte over the limit.
@@ -621,12 +648,12 @@ impl Codec {
             let output_full = out.len() == out.capacity();
             if status == Status::StreamEnd {
                 // A final block ends the deflate stream: nothing may follow.
+                self.ended = true;
                 if !input.is_empty() {
                     return Err(ProtocolError::Extension(
                         "data after the final block".into(),
                     ));
                 }
-                self.decompressor.reset(false);
                 return Ok(());
             }
             if input.is_empty() && !output_full {
@@ -965,6 +992,54 @@ mod tests {
             out.capacity() <= (1 << 20) + 1,
             "capacity {}",
             out.capacity()
+        );
+    }
+
+    #[test]
+    fn data_after_a_final_block_fails_however_the_reads_split_it() {
+        // Two final-block streams ("A", then "B") in one message: refused
+        // whether they arrive together or cut between them (found by fuzzing).
+        let wire = [0x73, 0x04, 0x00, 0x73, 0x02, 0x00];
+        for cut in 0..=wire.len() {
+            let mut d = Codec::new(&agreed(15, 15, false), true);
+            let mut out = Vec::new();
+            let first = d.decompress(&wire[..cut], false, &mut out, 100, &mut |_| Ok(()));
+            let r = first
+                .and_then(|()| d.decompress(&wire[cut..], true, &mut out, 100, &mut |_| Ok(())));
+            assert!(r.is_err(), "cut at {cut}");
+        }
+        // One final block alone is a whole message, and the next starts afresh.
+        let mut d = Codec::new(&agreed(15, 15, false), true);
+        let mut out = Vec::new();
+        d.decompress(&wire[..3], true, &mut out, 100, &mut |_| Ok(()))
+            .unwrap();
+        d.decompress(&wire[3..], true, &mut out, 100, &mut |_| Ok(()))
+            .unwrap();
+        assert_eq!(out, b"AB");
+    }
+
+    #[test]
+    fn window_bits_outside_the_range_are_clamped_not_panicked() {
+        let policy = Deflate {
+            server_max_window_bits: Some(16),
+            client_max_window_bits: Some(3),
+            ..Deflate::default()
+        };
+        let (ext, agreed) = negotiate(
+            &[policy],
+            &parse_extensions("permessage-deflate; client_max_window_bits").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(agreed.server_max_window_bits, 15);
+        assert_eq!(agreed.client_max_window_bits, 8);
+        assert!(ext.to_string().contains("client_max_window_bits=8"));
+        let _ = Codec::new(&agreed, true);
+        let _ = Codec::new(
+            &Agreed {
+                server_max_window_bits: 40,
+                ..agreed
+            },
+            false,
         );
     }
 
