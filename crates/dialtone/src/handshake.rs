@@ -72,6 +72,8 @@ pub struct Acceptor {
     pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) callback: Option<Arc<RequestCallback>>,
+    /// Handshakes in progress at once, shared by clones of this acceptor.
+    pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -96,11 +98,27 @@ impl Default for Acceptor {
             keepalive: None,
             idle_timeout: None,
             callback: None,
+            handshakes: Arc::new(tokio::sync::Semaphore::new(
+                Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+            )),
         }
     }
 }
 
 impl Acceptor {
+    /// Handshakes in progress at once by default; past it, clients are
+    /// answered `503` at once instead of holding memory and a task each.
+    pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 16_384;
+
+    /// Limits the handshakes in progress at once (over every connection
+    /// accepted with this acceptor or its clones); past it, a client gets
+    /// `503 Service Unavailable` at once. Default 16,384 (each holds at most
+    /// the 16 KiB handshake limit while it lasts).
+    pub fn max_concurrent_handshakes(mut self, n: usize) -> Self {
+        self.handshakes = Arc::new(tokio::sync::Semaphore::new(n));
+        self
+    }
+
     /// How long a client has to send its whole handshake by default.
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

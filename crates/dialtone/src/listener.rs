@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use dialtone_proto::http::Request;
+use dialtone_proto::handshake::Reject;
+use dialtone_proto::http::{Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
@@ -33,6 +34,15 @@ impl Acceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let Ok(_permit) = self.handshakes.clone().try_acquire_owned() else {
+            let reject = Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many handshakes in progress; try again later",
+            );
+            let _ = io.write_all(&reject.to_bytes()).await;
+            let _ = io.shutdown().await;
+            return Err(Error::Refused(Box::new(reject)));
+        };
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
         let read = async {
             loop {

@@ -343,3 +343,43 @@ async fn the_close_answer_is_written_before_the_close_is_reported() {
     assert!(closed);
     assert_eq!(&bytes[..5], &[0x88, 0x03, 0x0f, 0xa0, b'x']);
 }
+
+#[tokio::test]
+async fn handshakes_past_the_limit_get_503_and_room_comes_back() {
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap().with_acceptor(
+        Acceptor::new()
+            .max_concurrent_handshakes(2)
+            .handshake_timeout(Duration::from_millis(500)),
+    );
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok((mut ws, _)) = incoming.handshake().await {
+                    while let Some(Ok(_)) = ws.recv().await {}
+                }
+            });
+        }
+    });
+    // Two slow clients hold both places.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = Dialer::new()
+        .dial(&format!("ws://{addr}/"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rejected(ref r) if r.status.as_u16() == 503),
+        "{err:?}"
+    );
+    // Once their handshake timeout frees the places, a client gets in.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let ok = Dialer::new().dial(&format!("ws://{addr}/")).await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    drop(slow);
+}
