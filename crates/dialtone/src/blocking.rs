@@ -14,7 +14,9 @@ use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Role, State
 
 use crate::dialer::Dialer;
 use crate::error::{Error, Rejection, Result};
-use crate::handshake::{client_step, parse_url, target, Acceptor, Response, HANDSHAKE_READ};
+use crate::handshake::{
+    client_step, connect_host, parse_url, target, Acceptor, Response, HANDSHAKE_READ,
+};
 use crate::message::{self, Message};
 use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
 
@@ -160,11 +162,7 @@ impl Dialer {
             return Err(Error::UnsupportedScheme(url.scheme().into()));
         }
         let (_, _, port) = target(&url)?;
-        let host = match url.host() {
-            Some(url::Host::Ipv6(addr)) => addr.to_string(),
-            Some(host) => host.to_string(),
-            None => return Err(Error::Url(format!("{url} has no host"))),
-        };
+        let host = connect_host(&url)?;
         let deadline = Instant::now() + self.timeout_value();
         let addrs = (host.as_str(), port)
             .to_socket_addrs()
@@ -229,12 +227,10 @@ impl Dialer {
                 // is what arrived with the head.
                 let _ = buf.split_to(len);
                 buf.truncate(crate::dialer::MAX_REJECTION_BODY);
-                return Err(Error::Rejected(Box::new(Rejection {
-                    status: head.status,
-                    reason: head.reason,
-                    headers: head.headers,
-                    body: buf.freeze(),
-                })));
+                return Err(Error::Rejected(Box::new(Rejection::from_head(
+                    head,
+                    buf.freeze(),
+                ))));
             }
             let (conn, response) =
                 client_step(&request, self.config_ref(), head, len, &mut buf, &url)?;

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::cookies::CookieJar;
 use crate::error::{Error, Rejection, Result};
-use crate::handshake::{client_step, parse_url, target, Response, HANDSHAKE_READ};
+use crate::handshake::{client_step, connect_host, parse_url, target, Response, HANDSHAKE_READ};
 use crate::socket::{WebSocket, DEFAULT_CLOSE_TIMEOUT};
 use crate::transport::Transport;
 
@@ -366,11 +366,7 @@ impl Dialer {
     /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`.
     async fn open_transport(&self, url: &url::Url) -> Result<Transport> {
         let (_, _, port) = target(url)?;
-        let host = match url.host() {
-            Some(url::Host::Ipv6(addr)) => addr.to_string(),
-            Some(host) => host.to_string(),
-            None => return Err(Error::Url(format!("{url} has no host"))),
-        };
+        let host = connect_host(url)?;
         let tcp = match self.proxy.resolve(url)? {
             Some(proxy) => {
                 tracing::debug!("dialing {host}:{port} through {proxy}");
@@ -469,12 +465,7 @@ impl Dialer {
             if head.status != StatusCode::SWITCHING_PROTOCOLS {
                 let _ = buf.split_to(len);
                 let body = read_body(&mut io, buf, &head.headers).await;
-                return Err(Error::Rejected(Box::new(Rejection {
-                    status: head.status,
-                    reason: head.reason,
-                    headers: head.headers,
-                    body,
-                })));
+                return Err(Error::Rejected(Box::new(Rejection::from_head(head, body))));
             }
             let (conn, response) = client_step(&request, &self.config, head, len, &mut buf, url)?;
             let mut ws = WebSocket::from_connection(io, conn, response.protocol.clone());

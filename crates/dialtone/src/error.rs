@@ -117,5 +117,17 @@ pub struct Rejection {
     pub body: bytes::Bytes,
 }
 
+impl Rejection {
+    /// The refusal a response head and the start of its body make.
+    pub(crate) fn from_head(head: dialtone_proto::ResponseHead, body: bytes::Bytes) -> Self {
+        Rejection {
+            status: head.status,
+            reason: head.reason,
+            headers: head.headers,
+            body,
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

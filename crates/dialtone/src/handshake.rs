@@ -264,6 +264,16 @@ pub(crate) fn target(url: &url::Url) -> Result<(String, String, u16)> {
     Ok((host_header, resource, port))
 }
 
+/// The name or address to resolve and connect to for `url`: its host, with
+/// an IPv6 literal's brackets removed (`host_str` keeps them).
+pub(crate) fn connect_host(url: &url::Url) -> Result<String> {
+    match url.host() {
+        Some(url::Host::Ipv6(addr)) => Ok(addr.to_string()),
+        Some(host) => Ok(host.to_string()),
+        None => Err(Error::Url(format!("{url} has no host"))),
+    }
+}
+
 /// Parses and checks a dialable URL.
 pub(crate) fn parse_url(url: &str) -> Result<url::Url> {
     let url = url::Url::parse(url).map_err(|e| Error::Url(format!("{url}: {e}")))?;

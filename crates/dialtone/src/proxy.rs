@@ -204,10 +204,8 @@ impl Proxy {
                 .filter(|v| !v.trim().is_empty())
                 .or_else(|| env(&name.to_ascii_uppercase()).filter(|v| !v.trim().is_empty()))
         };
-        let host = match target.host() {
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(h) => h.to_string(),
-            None => return Ok(None),
+        let Ok(host) = crate::handshake::connect_host(target) else {
+            return Ok(None);
         };
         let port = target.port_or_known_default().unwrap_or(0);
         if let Some(list) = get("NO_PROXY") {

@@ -103,6 +103,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
+    /// Gives up on the peer: the transport is treated as ended (reported
+    /// as `Abruptly` if no close frame came) and dropped.
+    fn drop_connection(&mut self) {
+        self.conn.receive_eof();
+        self.terminated = true;
+    }
+
     /// Whether the close timeout (started on first call) has passed.
     fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let timeout = self.close_timeout;
@@ -143,8 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     tracing::debug!("no pong within {pong_deadline:?}: dropping the connection");
                     self.pong_timer = None;
                     self.pending_error = Some(Error::Timeout(pong_deadline));
-                    self.conn.receive_eof();
-                    self.terminated = true;
+                    self.drop_connection();
                     return true;
                 }
             }
@@ -223,8 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 // Closing, and the peer does not read: it has the close
                 // timeout to take our close frame.
                 if self.poll_close_timer(cx) {
-                    self.conn.receive_eof();
-                    self.terminated = true;
+                    self.drop_connection();
                     continue;
                 }
             }
@@ -243,8 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                             Poll::Ready(_) => self.shutdown = true,
                             Poll::Pending => {
                                 if self.poll_close_timer(cx) {
-                                    self.conn.receive_eof();
-                                    self.terminated = true;
+                                    self.drop_connection();
                                     continue;
                                 }
                                 return Poll::Pending;
@@ -258,8 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 // Wait for the peer, but not forever.
                 if self.poll_close_timer(cx) {
-                    self.conn.receive_eof();
-                    self.terminated = true;
+                    self.drop_connection();
                     continue;
                 }
             }
