@@ -3,19 +3,15 @@
 
 mod support;
 
-use std::process::Command;
-
 use dialtone::http::StatusCode;
 use dialtone::{CookieJar, Dialer, Error};
-use support::{echo_server, require, round_trip, ChildGuard, TempDir};
+use support::{echo_server, round_trip, start_nginx, ChildGuard, TempDir};
 
 /// nginx on a free port: `/old` redirects to `/ws` and sets a cookie, `/ws`
 /// proxies to our echo listener only with that cookie, `/private` only with
 /// Basic credentials alice:s3cret.
-async fn start_nginx() -> (ChildGuard, TempDir, u16) {
-    let nginx = require("nginx", "nginx");
+async fn nginx() -> (ChildGuard, TempDir, u16) {
     let dir = TempDir::new("nginx-http");
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     dir.write("htpasswd", "alice:{PLAIN}s3cret\n");
     let backend = echo_server(None).await;
     let port = support::free_port();
@@ -27,19 +23,8 @@ async fn start_nginx() -> (ChildGuard, TempDir, u16) {
             proxy_set_header Connection \"upgrade\";",
         backend.port()
     );
-    let conf = format!(
+    let servers = format!(
         r#"
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/logs/access.log;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
     server {{
         listen 127.0.0.1:{port};
         location = /old {{
@@ -56,27 +41,15 @@ http {{
             {proxy}
         }}
     }}
-}}
 "#
     );
-    let conf_path = dir.write("nginx.conf", conf);
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("logs/stderr.log"))
-        .arg("-g")
-        .arg("daemon off; master_process off;");
-    let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
-    child.wait_for_port(port);
+    let child = start_nginx(&dir, &servers, port);
     (child, dir, port)
 }
 
 #[tokio::test]
 async fn follows_nginx_redirect_with_the_cookie_it_set() {
-    let (_nginx, _dir, port) = start_nginx().await;
+    let (_nginx, _dir, port) = nginx().await;
     let jar = CookieJar::new();
     let dialer = Dialer::new().no_proxy().cookie_jar(jar.clone());
     let (mut ws, response) = dialer
@@ -110,7 +83,7 @@ async fn follows_nginx_redirect_with_the_cookie_it_set() {
 
 #[tokio::test]
 async fn basic_auth_through_nginx() {
-    let (_nginx, _dir, port) = start_nginx().await;
+    let (_nginx, _dir, port) = nginx().await;
     let dialer = Dialer::new().no_proxy();
     match dialer.dial(&format!("ws://127.0.0.1:{port}/private")).await {
         Err(Error::Rejected(r)) => {

@@ -4,13 +4,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use dialtone::tls::rustls::{self, CertificateError};
 use dialtone::tls::ServerTls;
 use dialtone::{Dialer, Error, Listener};
-use support::{echo_server, require, round_trip, Ca, ChildGuard, Leaf, TempDir};
+use support::{echo_server, round_trip, start_nginx, Ca, Leaf, TempDir};
 
 fn tls_for(pem: &support::Pem) -> ServerTls {
     ServerTls::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap()
@@ -249,29 +248,16 @@ async fn silent_tls_server_times_out() {
 
 #[tokio::test]
 async fn nginx_terminates_tls_in_front_of_a_plain_listener() {
-    let nginx = require("nginx", "nginx");
     let dir = TempDir::new("nginx");
     let ca = Ca::new("dialtone nginx CA");
     let leaf = ca.issue(Leaf::default());
     dir.write("cert.pem", &leaf.cert);
     dir.write("key.pem", &leaf.key);
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
     let backend = echo_server(None).await;
     let port = support::free_port();
     let prefix = dir.path().display();
-    let conf = format!(
+    let servers = format!(
         r#"
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/logs/access.log;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
     server {{
         listen 127.0.0.1:{port} ssl;
         server_name localhost;
@@ -286,22 +272,10 @@ http {{
             proxy_read_timeout 60s;
         }}
     }}
-}}
 "#,
         backend_port = backend.port()
     );
-    let conf_path = dir.write("nginx.conf", conf);
-    let mut cmd = Command::new(nginx);
-    cmd.arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("logs/stderr.log"))
-        .arg("-g")
-        .arg("daemon off; master_process off;");
-    let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
-    child.wait_for_port(port);
+    let child = start_nginx(&dir, &servers, port);
 
     let dialer = trusting(&ca);
     round_trip(&dialer, &format!("wss://localhost:{port}/through-nginx"))

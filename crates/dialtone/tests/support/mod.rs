@@ -280,3 +280,42 @@ pub async fn round_trip(dialer: &dialtone::Dialer, url: &str) -> dialtone::Resul
     ws.close(dialtone::CloseCode::Normal, "").await?;
     Ok(())
 }
+
+/// Starts Debian's nginx (single process, in the foreground) with its pid,
+/// logs and temporary files in `dir`, serving the `server { … }` blocks
+/// given; waits until it listens on `port`.
+pub fn start_nginx(dir: &TempDir, servers: &str, port: u16) -> ChildGuard {
+    let nginx = require("nginx", "nginx");
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let prefix = dir.path().display();
+    let conf = format!(
+        r#"
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{servers}
+}}
+"#
+    );
+    let conf_path = dir.write("nginx.conf", conf);
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("logs/stderr.log"))
+        .arg("-g")
+        .arg("daemon off; master_process off;");
+    let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
+    child.wait_for_port(port);
+    child
+}
