@@ -108,7 +108,13 @@ impl<S: Read + Write> WebSocket<S> {
                 self.terminated = true;
                 continue;
             }
+            // Room for the rest of a frame received in place (see the
+            // async socket), so that it is never moved while it arrives.
+            let hint = self.conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
             let buf = self.conn.read_buffer();
+            if buf.capacity() - buf.len() < hint {
+                buf.reserve(hint);
+            }
             let start = buf.len();
             buf.resize(start + READ_CHUNK, 0);
             let read = self.io.read(&mut buf[start..]);

@@ -56,6 +56,9 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads go into the connection's buffer in pieces of at least this size.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The most room a read makes at once for a frame the peer announced.
+pub(crate) const MAX_READ_RESERVE: usize = 1 << 20;
+
 /// `poll_ready` waits for the output to drain below this many bytes.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
@@ -270,8 +273,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 // Only output is left to write, and it is blocked.
                 return Poll::Pending;
             }
+            // Room for the rest of a frame received in place, so that it
+            // lands in one buffer and is never copied; the peer's claimed
+            // length reserves at most MAX_READ_RESERVE ahead of what came.
+            // An empty buffer takes a whole READ_CHUNK: once the last
+            // message is split off (and released) that costs no copy, and
+            // the next frame does not start near the end of the buffer only
+            // to be moved when it outgrows it.
+            let hint = self.conn.read_hint().min(MAX_READ_RESERVE);
             let buf = self.conn.read_buffer();
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            let spare = buf.capacity() - buf.len();
+            if spare < hint {
+                buf.reserve(hint);
+            } else if spare < READ_CHUNK / 4 || (buf.is_empty() && spare < READ_CHUNK) {
                 buf.reserve(READ_CHUNK);
             }
             let read =

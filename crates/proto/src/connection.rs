@@ -81,9 +81,24 @@ pub enum Event {
 #[derive(Clone, Copy, Debug)]
 struct FrameInProgress {
     header: FrameHeader,
+    /// Payload bytes not yet unmasked.
     remaining: u64,
-    /// Offset into the payload, for unmasking in pieces.
+    /// Payload bytes unmasked so far: the mask offset of the next byte. For
+    /// a frame received in place they are still at the front of the read
+    /// buffer.
     offset: usize,
+}
+
+impl FrameInProgress {
+    /// A whole uncompressed message in one frame is unmasked (and checked)
+    /// in the read buffer as it arrives, and split off as one piece once
+    /// complete: its payload is never copied (the read buffer is sized from
+    /// [`Connection::read_hint`]). Other data frames are consumed as they
+    /// arrive into the message being assembled.
+    fn in_place(&self, message_in_progress: bool) -> bool {
+        let h = &self.header;
+        !message_in_progress && h.fin && !h.rsv1 && !h.opcode.is_control()
+    }
 }
 
 /// A fragmented (or not yet complete) data message being received.
@@ -143,13 +158,21 @@ impl MaskKeys {
 /// (Autobahn 2.10), few enough to bound the queue (32 × 131 bytes).
 pub const MAX_QUEUED_PONGS: usize = 32;
 
+/// The smallest payload [`Connection::send_message_bytes`] queues without
+/// copying: below it, a copy costs less than one more piece to write.
+pub const SHARED_PAYLOAD_MIN: usize = 4096;
+
 /// Outgoing frames, encoded, waiting to be written.
 #[derive(Debug, Default)]
 struct Outbox {
     /// Control frames, each marked if it is an automatic pong.
     control: VecDeque<(Bytes, bool)>,
-    data: VecDeque<Bytes>,
-    /// The front data frame is partly written: it goes before control frames.
+    /// Data frames, each in one piece or in several (a header, then a
+    /// payload shared with the application): each piece is marked if the
+    /// frame continues in the next one.
+    data: VecDeque<(Bytes, bool)>,
+    /// The front data frame is partly written: all of it goes before
+    /// control frames.
     data_started: bool,
     /// The front control frame is partly written.
     control_started: bool,
@@ -160,15 +183,20 @@ struct Outbox {
 impl Outbox {
     /// The frames in write order.
     fn ordered(&self) -> impl Iterator<Item = &Bytes> {
-        let (first, rest) = if self.data_started {
-            (self.data.front(), self.data.range(1..))
+        // A control frame may go between data frames, never inside one.
+        let started = if self.data_started {
+            self.data
+                .iter()
+                .position(|(_, continues)| !continues)
+                .map_or(self.data.len(), |last| last + 1)
         } else {
-            (None, self.data.range(..))
+            0
         };
-        first
-            .into_iter()
-            .chain(self.control.iter().map(|(frame, _)| frame))
-            .chain(rest)
+        self.data
+            .range(..started)
+            .chain(self.control.iter())
+            .chain(self.data.range(started..))
+            .map(|(bytes, _)| bytes)
     }
 
     /// Queues an automatic pong. Past [`MAX_QUEUED_PONGS`] unwritten ones,
@@ -209,19 +237,21 @@ impl Outbox {
             let front = if from_data {
                 self.data.front_mut()
             } else {
-                self.control.front_mut().map(|(frame, _)| frame)
+                self.control.front_mut()
             };
-            let Some(front) = front else {
+            let Some((front, continues)) = front else {
                 break;
             };
             let started = if n >= front.len() {
                 n -= front.len();
+                // A data frame whose next piece is still queued is started.
+                let started = from_data && *continues;
                 if from_data {
                     self.data.pop_front();
                 } else {
                     self.control.pop_front();
                 }
-                false
+                started
             } else {
                 front.advance(n);
                 n = 0;
@@ -247,6 +277,8 @@ pub struct Connection {
 
     read_buf: BytesMut,
     frame: Option<FrameInProgress>,
+    /// Checks the text of a frame received in place.
+    utf8_in_place: Utf8Validator,
     message: Option<MessageInProgress>,
     events: VecDeque<Event>,
     close_received: Option<CloseFrame>,
@@ -286,6 +318,7 @@ impl Connection {
             scratch: Vec::new(),
             read_buf: BytesMut::new(),
             frame: None,
+            utf8_in_place: Utf8Validator::new(),
             message: None,
             events: VecDeque::new(),
             close_received: None,
@@ -352,6 +385,20 @@ impl Connection {
     /// into it (the same as [`Connection::receive`]).
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.read_buf
+    }
+
+    /// How many more bytes the frame being received needs to be complete,
+    /// when it is received in place (a whole message in one frame); 0
+    /// otherwise. A transport that reads into [`Connection::read_buffer`]
+    /// makes room for this much (up to a bound of its own, since the length
+    /// is the peer's claim) so that the frame arrives in one buffer.
+    pub fn read_hint(&self) -> usize {
+        match self.frame {
+            Some(frame) if frame.in_place(self.message.is_some()) => {
+                (frame.offset + frame.remaining as usize).saturating_sub(self.read_buf.len())
+            }
+            _ => 0,
+        }
     }
 
     /// Adds received bytes. They are decoded lazily, by
@@ -442,19 +489,59 @@ impl Connection {
                 return Ok(());
             }
 
-            // Fast path: a whole single-frame uncompressed message is in the buffer.
-            if self.message.is_none() && h.fin && !h.rsv1 && available >= frame.remaining {
-                self.frame = None;
-                let mut payload = self.read_buf.split_to(frame.remaining as usize);
-                if let Some(key) = h.mask {
-                    apply_mask(&mut payload, key);
+            if frame.in_place(self.message.is_some()) {
+                // The header's length is at most `max_frame_size` (checked),
+                // so it fits in memory.
+                let len = frame.offset + frame.remaining as usize;
+                let have = self.read_buf.len().min(len);
+                let is_text = h.opcode == OpCode::Text;
+                if frame.offset == 0 && have == len {
+                    // Fast path: the whole message arrived at once.
+                    self.frame = None;
+                    let mut payload = self.read_buf.split_to(len);
+                    if let Some(key) = h.mask {
+                        apply_mask(&mut payload, key);
+                    }
+                    let event = if is_text {
+                        Event::Text(
+                            Utf8Bytes::try_from_bytes(payload.freeze())
+                                .map_err(|_| ProtocolError::InvalidUtf8)?,
+                        )
+                    } else {
+                        Event::Binary(payload.freeze())
+                    };
+                    self.events.push_back(event);
+                    return Ok(());
                 }
-                let event = match h.opcode {
-                    OpCode::Text => Event::Text(
-                        Utf8Bytes::try_from_bytes(payload.freeze())
-                            .map_err(|_| ProtocolError::InvalidUtf8)?,
-                    ),
-                    _ => Event::Binary(payload.freeze()),
+                let arrived = &mut self.read_buf[frame.offset..have];
+                if let Some(key) = h.mask {
+                    apply_mask_at(arrived, key, frame.offset);
+                }
+                if is_text {
+                    if frame.offset == 0 {
+                        self.utf8_in_place = Utf8Validator::new();
+                    }
+                    // Fail fast: the first bad byte fails the connection even
+                    // mid-frame (RFC 6455 §8.1).
+                    self.utf8_in_place
+                        .feed(arrived)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.remaining -= (have - frame.offset) as u64;
+                frame.offset = have;
+                if have < len {
+                    self.frame = Some(frame);
+                    return Ok(());
+                }
+                self.frame = None;
+                let payload = self.read_buf.split_to(len).freeze();
+                let event = if is_text {
+                    self.utf8_in_place
+                        .finish()
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Event::Text(Utf8Bytes::from_validated(payload))
+                } else {
+                    Event::Binary(payload)
                 };
                 self.events.push_back(event);
                 return Ok(());
@@ -599,7 +686,8 @@ impl Connection {
                 // §5.5.2: answer with a pong carrying the same payload, unless
                 // we already sent a close frame.
                 if self.state == State::Open {
-                    let pong = self.encode(OpCode::Pong, true, false, &payload);
+                    let pong =
+                        self.encode(OpCode::Pong, true, false, payload.len(), Some(&payload));
                     self.out.push_auto_pong(pong);
                 }
                 self.events.push_back(Event::Ping(payload));
@@ -658,6 +746,37 @@ impl Connection {
             .as_ref()
             .is_some_and(|d| d.should_compress(data.len()));
         self.send_message_inner(kind, data, compress)
+    }
+
+    /// Queues a message held in [`Bytes`], like [`Connection::send_message`].
+    /// A server's uncompressed message of at least [`SHARED_PAYLOAD_MIN`]
+    /// bytes is not copied: its frames are written from `data` itself, behind
+    /// their headers.
+    pub fn send_message_bytes(&mut self, kind: MessageKind, data: Bytes) -> Result<(), Error> {
+        let compress = self
+            .deflate
+            .as_ref()
+            .is_some_and(|d| d.should_compress(data.len()));
+        if compress || self.role == Role::Client || data.len() < SHARED_PAYLOAD_MIN {
+            return self.send_message_inner(kind, &data, compress);
+        }
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(Error::FragmentedMessageInProgress);
+        }
+        let max = self.config.max_send_frame_size.max(1);
+        let mut opcode = kind.opcode();
+        let mut start = 0;
+        loop {
+            let end = data.len().min(start + max);
+            let fin = end == data.len();
+            self.queue_data_shared(opcode, fin, data.slice(start..end));
+            if fin {
+                return Ok(());
+            }
+            opcode = OpCode::Continuation;
+            start = end;
+        }
     }
 
     /// Queues a message that is never compressed, e.g. data known to be
@@ -798,19 +917,37 @@ impl Connection {
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
-        let frame = self.encode(opcode, true, false, payload);
+        let frame = self.encode(opcode, true, false, payload.len(), Some(payload));
         self.out.len += frame.len();
         self.out.control.push_back((frame, false));
     }
 
     fn queue_data(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
-        let frame = self.encode(opcode, fin, rsv1, payload);
+        let frame = self.encode(opcode, fin, rsv1, payload.len(), Some(payload));
         self.out.len += frame.len();
-        self.out.data.push_back(frame);
+        self.out.data.push_back((frame, false));
     }
 
-    fn encode(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) -> Bytes {
-        let mut header = FrameHeader::new(opcode, payload.len() as u64);
+    /// Queues a data frame as its header and, behind it, `payload` itself.
+    fn queue_data_shared(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        debug_assert_eq!(self.role, Role::Server, "a client's payload is masked");
+        let header = self.encode(opcode, fin, false, payload.len(), None);
+        self.out.len += header.len() + payload.len();
+        self.out.data.push_back((header, true));
+        self.out.data.push_back((payload, false));
+    }
+
+    /// Encodes a frame's header, and its payload (masked as our role
+    /// requires) unless `payload` is `None`.
+    fn encode(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        rsv1: bool,
+        payload_len: usize,
+        payload: Option<&[u8]>,
+    ) -> Bytes {
+        let mut header = FrameHeader::new(opcode, payload_len as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
         if self.role == Role::Client {
@@ -818,6 +955,11 @@ impl Connection {
         }
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
+        let Some(payload) = payload else {
+            self.arena.reserve(head_len);
+            self.arena.put_slice(&head[..head_len]);
+            return self.arena.split().freeze();
+        };
         self.arena.reserve(head_len + payload.len());
         self.arena.put_slice(&head[..head_len]);
         self.arena.put_slice(payload);

@@ -35,7 +35,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, Role};
-pub use connection::{Connection, Event, MessageKind, State};
+pub use connection::{Connection, Event, MessageKind, State, SHARED_PAYLOAD_MIN};
 pub use deflate::{Agreed, Deflate};
 pub use error::{Error, ProtocolError};
 pub use handshake::{ClientHandshake, HandshakeError, Reject, ResponseHead};

@@ -2,11 +2,13 @@
 //! builds frames by hand, feeds them to a `Connection` and checks the events
 //! and the exact bytes it answers with.
 
+use std::io::IoSlice;
+
 use dialtone_proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use dialtone_proto::mask::apply_mask;
 use dialtone_proto::{
-    CloseCode, CloseFrame, Config, Connection, Error, Event, MessageKind, ProtocolError, Role,
-    State,
+    Bytes, CloseCode, CloseFrame, Config, Connection, Error, Event, MessageKind, ProtocolError,
+    Role, State, SHARED_PAYLOAD_MIN,
 };
 
 /// Encodes one frame; masked (as a client sends) when `mask` is set.
@@ -633,4 +635,140 @@ fn a_pong_being_written_is_not_replaced() {
     );
     assert_eq!(out.len(), 1 + dialtone_proto::connection::MAX_QUEUED_PONGS);
     assert_eq!(out.last().unwrap().1, [99]);
+}
+
+/// A whole message in one frame that arrives in pieces is unmasked in the
+/// read buffer and split off in one piece: `read_hint` tells the transport
+/// how much is still missing, so that it can make room for all of it.
+#[test]
+fn single_frame_message_arriving_in_pieces_is_received_in_place() {
+    let payload: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+    let wire = client_frame(OpCode::Binary, true, &payload);
+    let mut s = server();
+    assert_eq!(s.read_hint(), 0, "nothing announced yet");
+    let mut fed = 0;
+    for piece in wire.chunks(9_999) {
+        assert_eq!(events(&mut s), Vec::<Event>::new());
+        s.receive(piece);
+        fed += piece.len();
+        let decoded = drain(&mut s).unwrap();
+        if fed < wire.len() {
+            assert!(decoded.is_empty(), "delivered before the frame is complete");
+            assert_eq!(s.read_hint(), wire.len() - fed, "after {fed} bytes");
+        } else {
+            assert_eq!(decoded, vec![Event::Binary(payload.clone().into())]);
+        }
+    }
+    assert_eq!(s.read_hint(), 0);
+    assert!(s.read_buffer().is_empty());
+}
+
+/// RFC 6455 §8.1 (Autobahn 6.4.3): invalid UTF-8 in a text frame that is
+/// still arriving fails the connection at once, not when the frame ends.
+#[test]
+fn invalid_utf8_fails_fast_inside_a_frame_still_arriving() {
+    let mut payload = "κόσμε".repeat(1000).into_bytes();
+    let bad = payload.len() / 2;
+    payload[bad] = 0xff;
+    let wire = client_frame(OpCode::Text, true, &payload);
+    let mut s = server();
+    assert_eq!(feed(&mut s, &wire[..bad - 10]), Ok(vec![]));
+    assert_eq!(
+        feed(&mut s, &wire[bad - 10..bad + 20]),
+        Err(ProtocolError::InvalidUtf8)
+    );
+    let out = written(&mut s);
+    let (h, close) = out.last().expect("a close frame");
+    assert_eq!(h.opcode, OpCode::Close);
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1007);
+}
+
+/// A text frame cut inside a code point, at every split, is delivered whole.
+#[test]
+fn text_frame_split_inside_a_code_point_is_delivered_whole() {
+    let text = "añ€😀".repeat(50);
+    let wire = client_frame(OpCode::Text, true, text.as_bytes());
+    for cut in 1..wire.len() {
+        let mut s = server();
+        assert_eq!(feed(&mut s, &wire[..cut]), Ok(vec![]), "cut at {cut}");
+        assert_eq!(
+            feed(&mut s, &wire[cut..]),
+            Ok(vec![Event::Text(text.clone().into())]),
+            "cut at {cut}"
+        );
+    }
+}
+
+/// A server's large message goes out from the application's own buffer,
+/// behind its header: the bytes to write are the `Bytes` handed over.
+#[test]
+fn server_sends_large_shared_payload_without_copying() {
+    let data = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let mut s = Connection::new(Role::Server, Config::default().max_send_frame_size(30_000));
+    s.send_message_bytes(MessageKind::Binary, data.clone())
+        .unwrap();
+    let mut slices = [IoSlice::new(&[]); 16];
+    let n = s.transmit_slices(&mut slices);
+    assert_eq!(n, 8, "a header and a payload piece per frame");
+    let (start, end) = (data.as_ptr() as usize, data.as_ptr() as usize + data.len());
+    for payload in slices[..n].iter().skip(1).step_by(2) {
+        let at = payload.as_ptr() as usize;
+        assert!(at >= start && at < end, "payload piece is a copy");
+    }
+    let frames = written(&mut s);
+    assert_eq!(frames.len(), 4);
+    let joined: Vec<u8> = frames.iter().flat_map(|(_, p)| p.clone()).collect();
+    assert_eq!(joined, data);
+    assert!(frames[..3].iter().all(|(h, _)| !h.fin));
+    assert!(frames[3].0.fin);
+}
+
+/// RFC 6455 §5.4: a control frame may go between the frames of a message,
+/// never inside one, even when the frame's header is written and its
+/// shared payload is not.
+#[test]
+fn control_frame_waits_for_the_rest_of_a_started_shared_frame() {
+    let data = Bytes::from(vec![7u8; 10_000]);
+    let mut s = server();
+    s.send_message_bytes(MessageKind::Binary, data.clone())
+        .unwrap();
+    let header = s.transmit_chunk().unwrap().to_vec();
+    assert_eq!(header.len(), 4, "the header alone comes first");
+    s.advance_transmit(header.len());
+    s.send_ping(b"now").unwrap();
+    let frames = written_after(&mut s, header);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0].0.opcode, OpCode::Binary);
+    assert_eq!(frames[0].1, data);
+    assert_eq!(frames[1].0.opcode, OpCode::Ping);
+
+    // Before anything is written, the ping goes first.
+    let mut s = server();
+    s.send_message_bytes(MessageKind::Binary, data.clone())
+        .unwrap();
+    s.send_ping(b"now").unwrap();
+    let frames = written(&mut s);
+    assert_eq!(frames[0].0.opcode, OpCode::Ping);
+    assert_eq!(frames[1].1, data);
+}
+
+/// Below `SHARED_PAYLOAD_MIN` bytes, and for a client (which masks), the
+/// payload is copied into the frame: one piece per frame.
+#[test]
+fn small_or_masked_payloads_are_copied_into_one_piece() {
+    let small = Bytes::from(vec![1u8; SHARED_PAYLOAD_MIN - 1]);
+    let mut s = server();
+    s.send_message_bytes(MessageKind::Binary, small.clone())
+        .unwrap();
+    let mut slices = [IoSlice::new(&[]); 4];
+    assert_eq!(s.transmit_slices(&mut slices), 1);
+
+    let big = Bytes::from(vec![2u8; 3 * SHARED_PAYLOAD_MIN]);
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.send_message_bytes(MessageKind::Binary, big.clone())
+        .unwrap();
+    assert_eq!(c.transmit_slices(&mut slices), 1);
+    let frames = written(&mut c);
+    assert!(frames[0].0.mask.is_some());
+    assert_eq!(frames[0].1, big);
 }

@@ -14,8 +14,8 @@ use dialtone_proto::http::HeaderMap;
 use dialtone_proto::mask::{apply_mask, apply_mask_at};
 use dialtone_proto::utf8::Utf8Validator;
 use dialtone_proto::{
-    ClientHandshake, CloseCode, CloseFrame, Config, Connection, Event, MessageKind, ProtocolError,
-    Role,
+    Bytes, ClientHandshake, CloseCode, CloseFrame, Config, Connection, Event, MessageKind,
+    ProtocolError, Role,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -135,6 +135,9 @@ fn message() -> impl Strategy<Value = Message> {
         "(κόσμε|𝄞|hello |\u{10FFFF}|x){0,200}".prop_map(Message::Text),
         vec(any::<u8>(), 0..700).prop_map(Message::Binary),
         (vec(any::<u8>(), 1..8), 0usize..400).prop_map(|(unit, n)| Message::Binary(unit.repeat(n))),
+        // Past SHARED_PAYLOAD_MIN: a server sends these without copying.
+        (vec(any::<u8>(), 4..8), 1024usize..1600)
+            .prop_map(|(unit, n)| Message::Binary(unit.repeat(n))),
     ]
 }
 
@@ -185,6 +188,8 @@ enum Framing {
     Message,
     /// `send_message_uncompressed`, likewise.
     Uncompressed,
+    /// `send_message_bytes`, likewise.
+    Shared,
     /// `send_fragment` at these cut points (possibly empty pieces), with a
     /// ping between the fragments if set.
     Fragments(Vec<usize>, bool),
@@ -194,6 +199,7 @@ fn framing() -> impl Strategy<Value = Framing> {
     prop_oneof![
         Just(Framing::Message),
         Just(Framing::Uncompressed),
+        Just(Framing::Shared),
         (vec(0usize..1000, 0..6), any::<bool>()).prop_map(|(c, p)| Framing::Fragments(c, p)),
     ]
 }
@@ -203,6 +209,9 @@ fn send(conn: &mut Connection, msg: &Message, framing: &Framing) -> usize {
     match framing {
         Framing::Message => conn.send_message(msg.kind(), data).unwrap(),
         Framing::Uncompressed => conn.send_message_uncompressed(msg.kind(), data).unwrap(),
+        Framing::Shared => conn
+            .send_message_bytes(msg.kind(), Bytes::copy_from_slice(data))
+            .unwrap(),
         Framing::Fragments(cuts, ping) => {
             let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
             cuts.sort_unstable();
