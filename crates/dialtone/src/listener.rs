@@ -30,7 +30,18 @@ impl Acceptor {
     /// open [`WebSocket`], or the refusal's status (400, 426, 431, or the
     /// callback's) and [`Error::Refused`]. The client has the handshake
     /// timeout to send its request.
-    pub async fn accept<S>(&self, mut io: S) -> Result<(WebSocket<S>, Request<()>)>
+    pub async fn accept<S>(&self, io: S) -> Result<(WebSocket<S>, Request<()>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // The handshake's state (the timer, the request, the connection
+        // being built) is a few KiB: boxed, it is freed when the handshake
+        // ends, and the task that goes on to serve the connection keeps only
+        // the WebSocket.
+        Box::pin(self.accept_unboxed(io)).await
+    }
+
+    async fn accept_unboxed<S>(&self, mut io: S) -> Result<(WebSocket<S>, Request<()>)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -175,6 +186,11 @@ impl Incoming {
     /// handshake, if the listener has TLS: a failure there is
     /// [`Error::Tls`]).
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
+        // Boxed for the reason `Acceptor::accept` is.
+        Box::pin(self.handshake_unboxed()).await
+    }
+
+    async fn handshake_unboxed(self) -> Result<(WebSocket<Transport>, Request<()>)> {
         let transport = match &self.tls {
             Some(tls) => {
                 let limit = self.acceptor.handshake_timeout;

@@ -53,8 +53,13 @@ use crate::message::{self, Message};
 /// frame, or its closing of TCP) before dropping the connection. As in EFL.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Reads go into the connection's buffer in pieces of at least this size.
+/// Reads go into the connection's buffer in pieces of at least this size,
+/// once a read has filled the buffer ...
 const READ_CHUNK: usize = 16 * 1024;
+
+/// ... and until then, of this size: an idle connection, or one that only
+/// exchanges small messages, holds no more than this for reading.
+const FIRST_READ_CHUNK: usize = 512;
 
 /// The most room a read makes at once for a frame the peer announced.
 pub(crate) const MAX_READ_RESERVE: usize = 1 << 20;
@@ -69,8 +74,11 @@ struct Inner<S> {
     conn: Connection,
     close_timeout: Duration,
     close_timer: Option<Pin<Box<Sleep>>>,
+    /// The size reads go in: FIRST_READ_CHUNK, then READ_CHUNK.
+    read_chunk: usize,
     /// An error to report from the next receive.
-    pending_error: Option<Error>,
+    /// (Boxed: it is rare, and `Error` is large.)
+    pending_error: Option<Box<Error>>,
     /// The peer's close, reported once our answer is written.
     pending_close: Option<Message>,
     /// Our side of TCP is shut down (after the closing handshake).
@@ -152,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::debug!("no pong within {pong_deadline:?}: dropping the connection");
                     self.pong_timer = None;
-                    self.pending_error = Some(Error::Timeout(pong_deadline));
+                    self.pending_error = Some(Box::new(Error::Timeout(pong_deadline)));
                     self.drop_connection();
                     return true;
                 }
@@ -192,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Pending;
                 }
                 if let Some(e) = self.pending_error.take() {
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(Some(Err(*e)));
                 }
                 return Poll::Ready(self.pending_close.take().map(Ok));
             }
@@ -204,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
                 Ok(None) => {}
                 Err(e) => {
-                    self.pending_error = Some(e.into());
+                    self.pending_error = Some(Box::new(e.into()));
                     continue;
                 }
             }
@@ -280,16 +288,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // message is split off (and released) that costs no copy, and
             // the next frame does not start near the end of the buffer only
             // to be moved when it outgrows it.
-            let hint = self.conn.read_hint().min(MAX_READ_RESERVE);
+            let (hint, chunk) = (self.conn.read_hint().min(MAX_READ_RESERVE), self.read_chunk);
             let buf = self.conn.read_buffer();
             let spare = buf.capacity() - buf.len();
             if spare < hint {
                 buf.reserve(hint);
-            } else if spare < READ_CHUNK / 4 || (buf.is_empty() && spare < READ_CHUNK) {
-                buf.reserve(READ_CHUNK);
+            } else if spare < chunk / 4 || (buf.is_empty() && spare < chunk) {
+                buf.reserve(chunk);
             }
+            let room = buf.capacity() - buf.len();
             let read =
                 tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buffer());
+            if matches!(read, Poll::Ready(Ok(n)) if n == room) {
+                // More may be waiting: read in larger pieces from now on.
+                self.read_chunk = READ_CHUNK;
+            }
             let Poll::Ready(read) = read else {
                 if self.poll_timers(cx) {
                     continue;
@@ -311,7 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     let closed = self.conn.state() == State::Closed;
                     self.conn.receive_eof();
                     if !closed {
-                        self.pending_error = Some(e.into());
+                        self.pending_error = Some(Box::new(e.into()));
                     }
                 }
             }
@@ -363,6 +376,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             conn,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             close_timer: None,
+            read_chunk: FIRST_READ_CHUNK,
             pending_error: None,
             pending_close: None,
             shutdown: false,

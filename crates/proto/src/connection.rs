@@ -125,6 +125,12 @@ struct MaskKeys {
     used: usize,
 }
 
+impl Default for MaskKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MaskKeys {
     fn new() -> Self {
         MaskKeys {
@@ -289,12 +295,15 @@ pub struct Connection {
 
     out: Outbox,
     arena: BytesMut,
-    keys: MaskKeys,
+    /// A client's masking keys (a server sends unmasked: it has none,
+    /// which keeps an idle server connection small).
+    keys: Option<Box<MaskKeys>>,
     /// The kind of the message being sent in fragments, and whether it is
     /// compressed.
     sending: Option<(MessageKind, bool)>,
     /// permessage-deflate, when negotiated.
-    deflate: Option<Codec>,
+    /// (Boxed: a connection without it stays small.)
+    deflate: Option<Box<Codec>>,
     /// Reused buffer for compressed output.
     scratch: Vec<u8>,
 }
@@ -314,7 +323,7 @@ impl Connection {
             config,
             state: State::Open,
             allowed_rsv: if deflate.is_some() { 0b100 } else { 0 },
-            deflate: deflate.map(|a| Codec::new(&a, role == Role::Server)),
+            deflate: deflate.map(|a| Box::new(Codec::new(&a, role == Role::Server))),
             scratch: Vec::new(),
             read_buf: BytesMut::new(),
             frame: None,
@@ -328,7 +337,7 @@ impl Connection {
             eof_handled: false,
             out: Outbox::default(),
             arena: BytesMut::new(),
-            keys: MaskKeys::new(),
+            keys: (role == Role::Client).then(|| Box::new(MaskKeys::new())),
             sending: None,
         }
     }
@@ -846,7 +855,7 @@ impl Connection {
             Some((_, compressed)) => (OpCode::Continuation, compressed),
             None => (
                 kind.opcode(),
-                self.deflate.as_ref().is_some_and(Codec::can_compress),
+                self.deflate.as_deref().is_some_and(Codec::can_compress),
             ),
         };
         self.sending = if fin { None } else { Some((kind, compressed)) };
@@ -951,7 +960,7 @@ impl Connection {
         header.fin = fin;
         header.rsv1 = rsv1;
         if self.role == Role::Client {
-            header.mask = Some(self.keys.next());
+            header.mask = Some(self.keys.get_or_insert_with(Default::default).next());
         }
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
