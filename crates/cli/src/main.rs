@@ -8,6 +8,7 @@ use dialtone::{Config, Deflate, Message};
 
 mod demo;
 mod dial;
+mod exit;
 mod serve;
 
 use dial::DialArgs;
@@ -29,7 +30,7 @@ enum Command {
     Serve(ServeArgs),
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives.
-    Dial(DialArgs),
+    Dial(Box<DialArgs>),
 }
 
 #[derive(clap::Args)]
@@ -48,7 +49,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(args).await,
-        Command::Dial(args) => dial::dial(args).await,
+        Command::Dial(args) => dial::dial(*args).await,
     };
     match result {
         Ok(code) => code,
