@@ -188,7 +188,7 @@ fn dialer(args: &DialArgs) -> Result<Dialer> {
 }
 
 /// `--ping 0.5`, `--ping-interval 10`: a positive number of seconds.
-fn seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
