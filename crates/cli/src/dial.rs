@@ -28,7 +28,9 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::{config, describe, exit, DeflateArgs};
 
-const LONG_ABOUT: &str = "\
+/// `dialtone dial --help`, above the options (set on the subcommand in
+/// main.rs: a variant's doc comment would override it here).
+pub(crate) const LONG_ABOUT: &str = "\
 Dial URL (ws:// or wss://), send each line of stdin as a text message and
 print what arrives: text messages on stdout, one per line, everything else on
 stderr. At the end of stdin, close with --close (Normal by default) and wait
@@ -58,7 +60,7 @@ Examples:
 );
 
 #[derive(clap::Args)]
-#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct DialArgs {
     /// A ws:// or wss:// URL.
     url: String,
@@ -79,6 +81,7 @@ pub(crate) struct DialArgs {
         long,
         value_name = "SECS",
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = "1",
         value_parser = seconds,
         conflicts_with = "binary"

@@ -40,6 +40,7 @@ enum Command {
     Serve(ServeArgs),
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives (or every event as JSON lines).
+    #[command(long_about = dial::LONG_ABOUT)]
     Dial(Box<DialArgs>),
     /// Measure an echo server: latency percentiles and throughput over
     /// several connections, every echo verified.

@@ -6,7 +6,7 @@ mod support;
 use base64::Engine as _;
 use dialtone::{CloseCode, CloseFrame, Message};
 use serde_json::Value;
-use support::{dialtone, finish, one_connection, raw_server, run, within};
+use support::{dialtone, finish, one_connection, raw_server, run, tcp_server, within};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn base64(b: &[u8]) -> String {
@@ -258,6 +258,67 @@ async fn a_refused_handshake_prints_the_status_line_and_exits_5() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn a_tls_failure_is_said_and_exits_4() {
+    // A server that answers the ClientHello with plain HTTP.
+    let (addr, _server) = tcp_server(|mut tcp| async move {
+        let _ = tcp.read(&mut [0; 1024]).await;
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let _ = tcp.read(&mut [0; 64]).await;
+    })
+    .await;
+    let run = run(&["dial", &format!("wss://{addr}/")], b"").await;
+    assert_eq!(run.code(), 4, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("dialtone: TLS handshake with 127.0.0.1 failed: "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn echo_mode_sends_back_what_arrives_and_count_closes_after_n() {
+    let (url, server) = one_connection(|mut ws| async move {
+        let sent = [
+            Message::text("a"),
+            Message::binary(vec![1u8, 2]),
+            Message::text("c"),
+        ];
+        for msg in &sent {
+            ws.send(msg.clone()).await.unwrap();
+        }
+        let mut echoed = Vec::new();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if msg.is_data() {
+                echoed.push(msg);
+            }
+        }
+        (echoed == sent, ws.close_received().cloned())
+    })
+    .await;
+    let mut child = dialtone(&[
+        "dial",
+        "--echo",
+        "-n",
+        "3",
+        "--close",
+        "going_away:enough",
+        &url,
+    ]);
+    let _stdin_kept_open = child.stdin.take();
+    let run = finish(child).await;
+    assert_eq!(
+        run.code(),
+        0,
+        "our own close answered; stderr: {}",
+        run.stderr
+    );
+    let (echoed_all, close) = within("the server", server).await.unwrap();
+    assert!(echoed_all, "the echoes differ from what was sent");
+    assert_eq!(close, Some(CloseFrame::new(CloseCode::GoingAway, "enough")));
 }
 
 #[tokio::test]

@@ -92,6 +92,22 @@ where
     (url, server)
 }
 
+/// A raw TCP server for one connection, handed to `serve` as accepted.
+pub async fn tcp_server<F, Fut, T>(serve: F) -> (String, tokio::task::JoinHandle<T>)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        serve(tcp).await
+    });
+    (addr, server)
+}
+
 /// A raw TCP server for one connection: reads the request head, then hands
 /// the stream and the head to `serve`.
 pub async fn raw_server<F, Fut, T>(serve: F) -> (String, tokio::task::JoinHandle<T>)
@@ -100,10 +116,7 @@ where
     Fut: Future<Output = T> + Send,
     T: Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let (mut tcp, _) = listener.accept().await.unwrap();
+    let (addr, server) = tcp_server(|mut tcp| async move {
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {
             let mut byte = [0];
@@ -111,8 +124,9 @@ where
             head.push(byte[0]);
         }
         serve(tcp, String::from_utf8(head).unwrap()).await
-    });
-    (url, server)
+    })
+    .await;
+    (format!("ws://{addr}/"), server)
 }
 
 /// Starts `dialtone serve 127.0.0.1:0 --echo` and returns it and the URL
