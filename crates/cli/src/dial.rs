@@ -380,7 +380,15 @@ impl Session {
     /// Reports an error of an open connection; if it was a protocol error,
     /// we closed with its code, which then decides the exit status.
     fn failure(&self, e: &Error) -> Option<CloseCode> {
-        self.report.error(&e.to_string());
+        let said = match e {
+            // The only timeout of an open connection is keepalive's.
+            Error::Timeout(after) => format!(
+                "no pong within {:.1} s (--ping-interval): dropping the connection",
+                after.as_secs_f64()
+            ),
+            e => e.to_string(),
+        };
+        self.report.error(&said);
         match e {
             Error::Protocol(p) => {
                 let frame = CloseFrame::new(p.close_code(), p.to_string());

@@ -187,22 +187,47 @@ async fn a_connection_dropped_without_close_frame_exits_106() {
     assert_eq!(last["initiator"], Value::Null);
 }
 
+/// Answers a client's handshake `head` with a plain 101 (no extension).
+async fn upgrade(tcp: &mut tokio::net::TcpStream, head: &str) {
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap();
+    let accept = dialtone::proto::handshake::accept_key(key.as_bytes());
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(answer.as_bytes()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_pings_is_dropped_with_106() {
+    let (url, _server) = raw_server(|mut tcp, head| async move {
+        upgrade(&mut tcp, &head).await;
+        // Read (so the client's pings are taken) but never answer.
+        let mut sink = [0; 1024];
+        while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    let mut child = dialtone(&["dial", "--ping-interval", "0.2", &url]);
+    let _stdin_kept_open = child.stdin.take();
+    let run = finish(child).await;
+    assert_eq!(run.code(), 106, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("no pong within 0.2 s"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[tokio::test]
 async fn a_protocol_error_by_the_server_is_answered_with_1002_and_exits_102() {
     let (url, server) = raw_server(|mut tcp, head| async move {
-        let key = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("sec-websocket-key")
-                    .then(|| value.trim().to_owned())
-            })
-            .unwrap();
-        let accept = dialtone::proto::handshake::accept_key(key.as_bytes());
-        let answer = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
-        tcp.write_all(answer.as_bytes()).await.unwrap();
+        upgrade(&mut tcp, &head).await;
         // Opcode 0x3 is reserved (RFC 6455 §5.2).
         tcp.write_all(&[0x83, 0x00]).await.unwrap();
         // The client's close frame: masked, code in the first two bytes.
