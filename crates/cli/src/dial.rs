@@ -1,16 +1,66 @@
 //! `dialtone dial`: a dialer on the command line.
+//!
+//! stdin lines go out as text messages; what arrives is printed as lines
+//! (text messages on stdout, the rest on stderr) or, with `--jsonl`, as one
+//! JSON object per event. `--binary` makes stdin and stdout byte streams,
+//! `--echo` sends back what arrives. The exit status says how the
+//! connection ended (see `exit`).
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dialtone::{CloseCode, CloseFrame, CookieJar, Dialer, Message, MessageKind};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use base64::Engine as _;
+use bytes::Bytes;
+use dialtone::proto::close::MAX_REASON_LEN;
+use dialtone::{
+    CloseCode, CloseFrame, CookieJar, Dialer, Error, Message, MessageKind, Response, Transport,
+    WebSocket, WsWriter,
+};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::{config, describe, DeflateArgs};
+use crate::{config, describe, exit, DeflateArgs};
+
+/// `dialtone dial --help`, above the options (set on the subcommand in
+/// main.rs: a variant's doc comment would override it here).
+pub(crate) const LONG_ABOUT: &str = "\
+Dial URL (ws:// or wss://), send each line of stdin as a text message and
+print what arrives: text messages on stdout, one per line, everything else on
+stderr. At the end of stdin, close with --close (Normal by default) and wait
+for the server's answer.
+
+--jsonl prints every event as one JSON object per line on stdout instead:
+  {\"event\":\"open\",\"t_ms\":3.1,\"url\":\"ws://…\",\"status\":101,\"protocol\":null,\"extensions\":\"permessage-deflate\"}
+  {\"event\":\"message\",\"t_ms\":5.2,\"type\":\"text\",\"len\":5,\"data\":\"hello\"}
+  {\"event\":\"message\",\"t_ms\":5.4,\"type\":\"binary\",\"len\":3,\"encoding\":\"base64\",\"data\":\"AAH/\"}
+  {\"event\":\"ping\",…} and {\"event\":\"pong\",…} (payload in base64; pongs that answer
+      --ping also carry \"seq\" and \"rtt_ms\")
+  {\"event\":\"close\",\"t_ms\":9.0,\"code\":1000,\"name\":\"normal\",\"reason\":\"\",\"initiator\":\"client\"}
+  {\"event\":\"error\",\"t_ms\":…,\"error\":\"…\"}
+t_ms counts milliseconds since the dial started.";
+
+const AFTER_LONG_HELP: &str = concat!(
+    "\
+Examples:
+  dialtone dial ws://127.0.0.1:9001/                    # lines in, lines out
+  echo hello | dialtone dial --jsonl ws://127.0.0.1:9001/
+  dialtone dial ws://127.0.0.1:9001/ --ping -n 10       # 10 messages, pings every second
+  dialtone dial ws://127.0.0.1:9001/ --close 4000:bye < requests.txt
+  dialtone dial ws://127.0.0.1:9001/ --binary < in.bin > out.bin
+
+",
+    exit::exit_table!()
+);
 
 #[derive(clap::Args)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct DialArgs {
     /// A ws:// or wss:// URL.
     url: String,
@@ -21,6 +71,43 @@ pub(crate) struct DialArgs {
     /// mode) and write received binary messages to stdout.
     #[arg(long, conflicts_with = "echo")]
     binary: bool,
+    /// Print every event (open, message, ping, pong, close, error) as one
+    /// JSON object per line on stdout. Binary payloads are base64.
+    #[arg(long, conflicts_with = "binary")]
+    jsonl: bool,
+    /// Send a ping every SECS seconds (1 without a value; write --ping=0.5)
+    /// and report each pong with its round-trip time.
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "1",
+        value_parser = seconds,
+        conflicts_with = "binary"
+    )]
+    ping: Option<Duration>,
+    /// The close frame sent at the end of stdin or after --count messages:
+    /// CODE or CODE:REASON, CODE a number (1000, 4000) or a name (normal,
+    /// going_away, policy_violation, …).
+    #[arg(
+        long,
+        value_name = "CODE[:REASON]",
+        value_parser = close_frame,
+        default_value = "1000",
+        conflicts_with = "binary"
+    )]
+    close: CloseFrame,
+    /// Close (with --close) and exit after receiving N text or binary
+    /// messages.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "binary"
+    )]
+    count: Option<u64>,
     /// Offer a subprotocol (repeatable).
     #[arg(long = "protocol")]
     protocols: Vec<String>,
@@ -55,9 +142,10 @@ pub(crate) struct DialArgs {
     /// Follow at most this many handshake redirects.
     #[arg(long, default_value_t = Dialer::DEFAULT_MAX_REDIRECTS)]
     max_redirects: usize,
-    /// Ping the server every this many seconds (pong deadline: the same).
-    #[arg(long)]
-    ping_interval: Option<f64>,
+    /// Keepalive: ping every SECS seconds, silently, and drop the
+    /// connection (exit status 106) if no pong comes within SECS.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    ping_interval: Option<Duration>,
     /// Dial timeout in seconds (DNS, connect, proxy, TLS, handshake).
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -96,11 +184,47 @@ fn dialer(args: &DialArgs) -> Result<Dialer> {
     if args.insecure {
         d = d.danger_accept_invalid_certs(true);
     }
-    if let Some(secs) = args.ping_interval {
-        let every = Duration::from_secs_f64(secs);
+    if let Some(every) = args.ping_interval {
         d = d.keepalive(every, every);
     }
     Ok(d)
+}
+
+/// `--ping 0.5`, `--ping-interval 10`: a positive number of seconds.
+pub(crate) fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?}: expected a positive number of seconds"))
+}
+
+/// `--close 4000:bye`, `--close going_away`: a close frame we may send.
+fn close_frame(s: &str) -> Result<CloseFrame, String> {
+    let (code, reason) = s.split_once(':').unwrap_or((s, ""));
+    let code = match code.parse::<u16>() {
+        Ok(n) => CloseCode::from_u16(n),
+        Err(_) => (1000..=1015)
+            .map(CloseCode::from_u16)
+            .find(|c| c.name() == code)
+            .ok_or_else(|| {
+                format!("{code:?} is neither a close code nor a name like going_away")
+            })?,
+    };
+    if !code.is_sendable() {
+        return Err(format!(
+            "{code} cannot be sent (1000-1003, 1007-1014 and 3000-4999 can)"
+        ));
+    }
+    if reason.len() > MAX_REASON_LEN {
+        return Err(format!(
+            "the reason is {} bytes; a close frame holds at most {MAX_REASON_LEN}",
+            reason.len()
+        ));
+    }
+    Ok(CloseFrame::new(code, reason))
 }
 
 pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
@@ -113,71 +237,528 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let url = &args.url;
-    let dialed = dialer.dial(url).await;
+    let report = Report {
+        jsonl: args.jsonl,
+        start: Instant::now(),
+    };
+    let dialed = dialer.dial(&args.url).await;
     if let Some((jar, path)) = &jar {
         jar.save(path)
             .with_context(|| format!("writing {path:?}"))?;
     }
-    let (ws, _) = dialed.with_context(|| format!("dialing {url}"))?;
+    let (ws, response) = match dialed {
+        Ok(dialed) => dialed,
+        Err(e) => {
+            let (status, said) = exit::for_dial_error(&e);
+            report.error(&said);
+            return Ok(exit::code(status));
+        }
+    };
     if args.binary {
-        return stream_binary(ws).await;
+        return Ok(exit::code(stream_binary(ws).await?));
     }
-    let (mut reader, mut writer) = ws.split();
-    if args.echo {
+    report.open(&response);
+    let session = Session {
+        report,
+        ping: args.ping,
+        close: args.close,
+        count: args.count,
+    };
+    let status = if args.echo {
+        session.echo(ws).await
+    } else {
+        session.lines(ws).await
+    };
+    Ok(exit::code(status))
+}
+
+/// What one connection does besides moving messages.
+struct Session {
+    report: Report,
+    /// `--ping`: how often to send a timed ping.
+    ping: Option<Duration>,
+    /// `--close`: what to close with.
+    close: CloseFrame,
+    /// `-n`: how many data messages to receive before closing.
+    count: Option<u64>,
+}
+
+impl Session {
+    /// stdin lines out as text messages (from another task, so that a
+    /// server that stops reading until we read cannot wedge us), events in.
+    async fn lines(self, ws: WebSocket<Transport>) -> u8 {
+        let (mut reader, writer) = ws.split();
+        let close_now = Arc::new(Notify::new());
+        let close_sent = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(write_loop(
+            writer,
+            stdin_lines(),
+            close_now.clone(),
+            self.timed_pings(),
+            self.close.clone(),
+            close_sent.clone(),
+        ));
+        let mut received = 0u64;
+        let mut failed = None;
         while let Some(msg) = reader.recv().await {
             match msg {
-                Ok(msg) if msg.is_data() => writer.send(msg).await?,
-                Ok(_) => {}
-                Err(e) => eprintln!("dialtone: {e}"),
+                Ok(Message::Close(frame)) => {
+                    let ours = close_sent.load(Ordering::SeqCst);
+                    self.report.closed(&frame, initiator(ours, &frame));
+                }
+                // Past -n, what still arrives before the close is not shown.
+                Ok(msg) if msg.is_data() && Some(received) == self.count => {}
+                Ok(msg) => {
+                    self.report.received(&msg);
+                    if msg.is_data() {
+                        received += 1;
+                        if Some(received) == self.count {
+                            close_now.notify_one();
+                        }
+                    }
+                }
+                Err(e) => failed = failed.or(self.failure(&e)),
             }
         }
+        writer.abort();
+        let ours = close_sent.load(Ordering::SeqCst).then_some(self.close.code);
+        final_status(failed, ours, reader.close_received().as_ref())
+    }
+
+    /// `--echo`: every text and binary message goes back as it came. One
+    /// task, as before `--jsonl`: the conformance runs depend on its pace.
+    async fn echo(self, mut ws: WebSocket<Transport>) -> u8 {
+        let mut pings = self.timed_pings();
+        let mut received = 0u64;
+        let mut failed = None;
+        loop {
+            let msg = tokio::select! {
+                biased;
+                msg = ws.recv() => msg,
+                payload = next_ping(&mut pings) => {
+                    if let Err(e) = ws.send(Message::Ping(payload)).await {
+                        failed = failed.or(self.failure(&e));
+                    }
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                Ok(Message::Close(frame)) => self.report.closed(&frame, initiator(false, &frame)),
+                Ok(msg) => {
+                    // Line mode keeps quiet: an echo run can be long.
+                    if self.report.jsonl {
+                        self.report.received(&msg);
+                    }
+                    if !msg.is_data() {
+                        continue;
+                    }
+                    if let Err(e) = ws.send(msg).await {
+                        failed = failed.or(self.failure(&e));
+                    }
+                    received += 1;
+                    if Some(received) == self.count {
+                        let answer = ws.close(self.close.code, &self.close.reason).await;
+                        if let Ok(Some(frame)) = &answer {
+                            self.report.closed(frame, Some("client"));
+                        }
+                        let ours = Some(self.close.code);
+                        return final_status(failed, ours, ws.close_received());
+                    }
+                }
+                Err(e) => failed = failed.or(self.failure(&e)),
+            }
+        }
+        final_status(failed, None, ws.close_received())
+    }
+
+    fn timed_pings(&self) -> Option<TimedPings> {
+        self.ping
+            .map(|every| TimedPings::new(every, self.report.start))
+    }
+
+    /// Reports an error of an open connection; if it was a protocol error,
+    /// we closed with its code, which then decides the exit status.
+    fn failure(&self, e: &Error) -> Option<CloseCode> {
+        let said = match e {
+            // The only timeout of an open connection is keepalive's.
+            Error::Timeout(after) => format!(
+                "no pong within {:.1} s (--ping-interval): dropping the connection",
+                after.as_secs_f64()
+            ),
+            e => e.to_string(),
+        };
+        self.report.error(&said);
+        match e {
+            Error::Protocol(p) => {
+                let frame = CloseFrame::new(p.close_code(), p.to_string());
+                self.report.closed(&frame, Some("client"));
+                Some(frame.code)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Who sent the first close frame: we did if we had sent ours when the
+/// peer's arrived; no one if the connection just dropped.
+fn initiator(ours_sent: bool, received: &CloseFrame) -> Option<&'static str> {
+    if ours_sent {
+        Some("client")
+    } else if received.code == CloseCode::Abruptly {
+        None
     } else {
-        let stdin = tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if writer.send(Message::text(line)).await.is_err() {
+        Some("server")
+    }
+}
+
+/// The exit status of a connection: the code we failed it with, else the
+/// code that ended it. A server that answers our own close (echoing our
+/// code, or with no code) ended it as we asked: success.
+fn final_status(
+    failed_with: Option<CloseCode>,
+    our_close: Option<CloseCode>,
+    received: Option<&CloseFrame>,
+) -> u8 {
+    if let Some(code) = failed_with {
+        return exit::for_close(code);
+    }
+    let Some(received) = received else {
+        return exit::for_close(CloseCode::Abruptly);
+    };
+    match our_close {
+        Some(ours) if received.code == ours || received.code == CloseCode::NoReason => {
+            exit::SUCCESS
+        }
+        _ => exit::for_close(received.code),
+    }
+}
+
+/// Sends stdin lines, timed pings, and finally the close frame: at the
+/// end of stdin, or when the reader saw `-n` messages.
+async fn write_loop(
+    mut writer: WsWriter<Transport>,
+    mut lines: mpsc::Receiver<String>,
+    close_now: Arc<Notify>,
+    mut pings: Option<TimedPings>,
+    close: CloseFrame,
+    close_sent: Arc<AtomicBool>,
+) {
+    loop {
+        let sent = tokio::select! {
+            biased;
+            _ = close_now.notified() => break,
+            line = lines.recv() => match line {
+                Some(line) => writer.send(Message::text(line)).await,
+                None => break,
+            },
+            payload = next_ping(&mut pings) => writer.send(Message::Ping(payload)).await,
+        };
+        if sent.is_err() {
+            // The reader reports what happened to the connection.
+            return;
+        }
+    }
+    close_sent.store(true, Ordering::SeqCst);
+    let _ = writer.close(close.code, &close.reason).await;
+}
+
+/// stdin, line by line. Read on a thread of its own rather than with
+/// `tokio::io::stdin`, whose blocking read would hold up the runtime's
+/// shutdown (and the exit) until the next line when the server ends first.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("dialtone: reading stdin: {e}");
                     return;
                 }
             }
-            let _ = writer.close(CloseCode::Normal, "").await;
-        });
-        while let Some(msg) = reader.recv().await {
-            match msg {
-                Ok(Message::Text(t)) => println!("{t}"),
-                Ok(msg) => eprintln!("< {}", describe(&msg)),
-                Err(e) => eprintln!("dialtone: {e}"),
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            // A text message must be UTF-8; a stray byte should not end
+            // the session.
+            let text = String::from_utf8_lossy(text).into_owned();
+            if tx.blocking_send(text).is_err() {
+                return;
             }
         }
-        stdin.abort();
+    });
+    rx
+}
+
+/// stdin in chunks, on a thread of its own (see [`stdin_lines`]).
+fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut chunk = vec![0; 64 * 1024];
+            match stdin.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(chunk).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!("dialtone: reading stdin: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// `--ping`: pings whose payload says when they left, so that the pong
+/// (which echoes it, RFC 6455 §5.5.3) gives the round trip without any
+/// bookkeeping, and pongs that are not ours are told apart.
+struct TimedPings {
+    every: Interval,
+    seq: u64,
+    clock: Instant,
+}
+
+const PING_PREFIX: &str = "dialtone-ping";
+
+impl TimedPings {
+    fn new(every: Duration, clock: Instant) -> Self {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        TimedPings {
+            every,
+            seq: 0,
+            clock,
+        }
     }
-    Ok(exit_code(reader.close_received()))
+}
+
+/// The next ping's payload, when it is due; never without `--ping`.
+async fn next_ping(pings: &mut Option<TimedPings>) -> Bytes {
+    let Some(p) = pings else {
+        return std::future::pending().await;
+    };
+    p.every.tick().await;
+    p.seq += 1;
+    let micros = p.clock.elapsed().as_micros();
+    Bytes::from(format!("{PING_PREFIX} {} {micros}", p.seq))
+}
+
+/// The sequence number and round trip of a pong that answers one of our
+/// timed pings.
+fn timed_pong(payload: &[u8], clock: Instant) -> Option<(u64, Duration)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut words = text.strip_prefix(PING_PREFIX)?.split_whitespace();
+    let seq = words.next()?.parse().ok()?;
+    let sent: u64 = words.next()?.parse().ok()?;
+    let now = u64::try_from(clock.elapsed().as_micros()).ok()?;
+    Some((seq, Duration::from_micros(now.checked_sub(sent)?)))
+}
+
+/// Where events go: lines for people, or JSON lines for programs.
+struct Report {
+    jsonl: bool,
+    /// When the dial started: `t_ms` counts from here.
+    start: Instant,
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn base64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+impl Report {
+    fn event(&self, name: &str, mut fields: serde_json::Value) {
+        let mut line = json!({ "event": name, "t_ms": millis(self.start.elapsed()) });
+        if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object_mut()) {
+            line.append(fields);
+        }
+        println!("{line}");
+    }
+
+    fn open(&self, response: &Response) {
+        if self.jsonl {
+            let extensions = response
+                .head
+                .headers
+                .get("sec-websocket-extensions")
+                .and_then(|v| v.to_str().ok());
+            self.event(
+                "open",
+                json!({
+                    "url": response.url.as_str(),
+                    "status": response.head.status.as_u16(),
+                    "protocol": response.protocol,
+                    "extensions": extensions,
+                }),
+            );
+        }
+    }
+
+    fn received(&self, msg: &Message) {
+        if !self.jsonl {
+            match msg {
+                Message::Text(t) => println!("{t}"),
+                Message::Pong(p) => match timed_pong(p, self.start) {
+                    Some((seq, rtt)) => {
+                        eprintln!("< pong #{seq}: round trip {:.3} ms", millis(rtt))
+                    }
+                    None => eprintln!("< {}", describe(msg)),
+                },
+                _ => eprintln!("< {}", describe(msg)),
+            }
+            return;
+        }
+        let bytes = |b: &[u8]| json!({ "len": b.len(), "encoding": "base64", "data": base64(b) });
+        match msg {
+            Message::Text(t) => self.event(
+                "message",
+                json!({ "type": "text", "len": t.len(), "data": t.as_str() }),
+            ),
+            Message::Binary(b) => {
+                let mut fields = bytes(b);
+                fields["type"] = "binary".into();
+                self.event("message", fields);
+            }
+            Message::Ping(p) => self.event("ping", bytes(p)),
+            Message::Pong(p) => {
+                let mut fields = bytes(p);
+                if let Some((seq, rtt)) = timed_pong(p, self.start) {
+                    fields["seq"] = seq.into();
+                    fields["rtt_ms"] = millis(rtt).into();
+                }
+                self.event("pong", fields);
+            }
+            Message::Close(frame) => self.closed(frame, None),
+        }
+    }
+
+    fn closed(&self, frame: &CloseFrame, initiator: Option<&str>) {
+        if self.jsonl {
+            self.event(
+                "close",
+                json!({
+                    "code": frame.code.as_u16(),
+                    "name": frame.code.name(),
+                    "reason": frame.reason,
+                    "initiator": initiator,
+                }),
+            );
+        } else {
+            eprintln!("< close {frame}");
+        }
+    }
+
+    /// Errors go to stderr in both modes, and are an event too in JSON.
+    fn error(&self, said: &str) {
+        eprintln!("dialtone: {said}");
+        if self.jsonl {
+            self.event("error", json!({ "error": said }));
+        }
+    }
 }
 
 /// `--binary`: stdin → binary messages, binary messages → stdout, until
-/// the server closes (exit 0) or the connection fails.
-async fn stream_binary(ws: dialtone::WebSocket<dialtone::Transport>) -> Result<ExitCode> {
+/// the closing handshake is over; the exit status as for lines.
+async fn stream_binary(ws: WebSocket<Transport>) -> Result<u8> {
     let stream = ws.into_stream(MessageKind::Binary);
     let (mut from_ws, mut to_ws) = tokio::io::split(stream);
-    let upload = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut to_ws).await;
-        // End of stdin: close, and keep receiving until the server answers.
-        let _ = to_ws.shutdown().await;
-    });
-    let received = tokio::io::copy(&mut from_ws, &mut tokio::io::stdout()).await;
-    tokio::io::stdout().flush().await?;
-    upload.abort();
-    received.context("receiving")?;
-    Ok(ExitCode::SUCCESS)
+    let mut chunks = stdin_chunks();
+    let mut shut_down = false;
+    let upload = async {
+        while let Some(chunk) = chunks.recv().await {
+            if to_ws.write_all(&chunk).await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        // End of stdin: close (Normal), and keep receiving until the
+        // server answers.
+        shut_down = to_ws.shutdown().await.is_ok();
+        std::future::pending::<()>().await
+    };
+    let mut stdout = tokio::io::stdout();
+    let received = tokio::select! {
+        received = tokio::io::copy(&mut from_ws, &mut stdout) => received,
+        () = upload => unreachable!("the upload waits forever once done"),
+    };
+    stdout.flush().await?;
+    let stream = from_ws.unsplit(to_ws);
+    let failed = stream
+        .get_ref()
+        .connection()
+        .close_sent()
+        .map(|frame| frame.code)
+        .filter(|&code| code != CloseCode::Normal);
+    if let Err(e) = received {
+        eprintln!("dialtone: {e}");
+        if failed.is_none() && stream.close_received().is_none() {
+            // Not the connection: stdout.
+            return Ok(exit::FAILURE);
+        }
+    }
+    let ours = shut_down.then_some(CloseCode::Normal);
+    Ok(final_status(failed, ours, stream.close_received()))
 }
 
-fn exit_code(close: Option<CloseFrame>) -> ExitCode {
-    match close {
-        Some(c) if c.code == CloseCode::Normal => ExitCode::SUCCESS,
-        Some(c) => {
-            eprintln!("closed: {c}");
-            ExitCode::FAILURE
-        }
-        None => ExitCode::FAILURE,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_flag_takes_numbers_names_and_reasons() {
+        assert_eq!(
+            close_frame("4000:bye"),
+            Ok(CloseFrame::new(CloseCode::Private(4000), "bye"))
+        );
+        assert_eq!(
+            close_frame("going_away"),
+            Ok(CloseFrame::new(CloseCode::GoingAway, ""))
+        );
+        assert_eq!(
+            close_frame("1000:a:b"),
+            Ok(CloseFrame::new(CloseCode::Normal, "a:b"))
+        );
+        assert!(close_frame("1006").is_err(), "1006 is never sent");
+        assert!(close_frame("bogus").is_err());
+        assert!(close_frame(&format!("1000:{}", "x".repeat(124))).is_err());
+    }
+
+    #[test]
+    fn our_pongs_give_their_sequence_and_round_trip() {
+        let clock = Instant::now() - Duration::from_millis(10);
+        let (seq, rtt) = timed_pong(b"dialtone-ping 7 4000", clock).unwrap();
+        assert_eq!(seq, 7);
+        assert!(rtt >= Duration::from_millis(5), "{rtt:?}");
+        assert_eq!(timed_pong(b"someone else's", clock), None);
+    }
+
+    #[test]
+    fn an_answer_to_our_close_is_success_and_a_server_close_is_its_code() {
+        let frame = |n| CloseFrame::new(CloseCode::from_u16(n), "");
+        let ours = Some(CloseCode::Private(4000));
+        assert_eq!(final_status(None, ours, Some(&frame(4000))), 0);
+        assert_eq!(final_status(None, ours, Some(&frame(1005))), 0);
+        assert_eq!(final_status(None, ours, Some(&frame(1006))), 106);
+        assert_eq!(final_status(None, None, Some(&frame(1001))), 101);
+        assert_eq!(
+            final_status(Some(CloseCode::ProtocolError), None, Some(&frame(1000))),
+            102
+        );
+        assert_eq!(final_status(None, None, None), 106);
     }
 }

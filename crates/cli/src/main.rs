@@ -6,15 +6,26 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dialtone::{Config, Deflate, Message};
 
+mod bench;
+mod completions;
 mod demo;
 mod dial;
+mod exit;
 mod serve;
 
+use bench::BenchArgs;
+use completions::CompletionsArgs;
 use dial::DialArgs;
 use serve::ServeArgs;
 
 #[derive(Parser)]
-#[command(name = "dialtone", version, about = "A WebSocket dialer and listener")]
+#[command(
+    name = "dialtone",
+    version,
+    about = "A WebSocket dialer and listener",
+    long_about = LONG_ABOUT,
+    after_help = "Run `dialtone help COMMAND` for a command's options, examples and exit statuses."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,9 +39,27 @@ enum Command {
     /// Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001).
     Serve(ServeArgs),
     /// Dial URL; send each stdin line as a text message and print what
-    /// arrives.
-    Dial(DialArgs),
+    /// arrives (or every event as JSON lines).
+    #[command(long_about = dial::LONG_ABOUT)]
+    Dial(Box<DialArgs>),
+    /// Measure an echo server: latency percentiles and throughput over
+    /// several connections, every echo verified.
+    Bench(Box<BenchArgs>),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions(CompletionsArgs),
 }
+
+const LONG_ABOUT: &str = "\
+A WebSocket (RFC 6455, permessage-deflate) dialer and listener for the terminal:
+talk to a service line by line or in JSON lines, serve an echo, measure a server.
+
+Examples:
+  dialtone serve 127.0.0.1:9001 --echo             # an echo listener
+  dialtone dial ws://127.0.0.1:9001/               # stdin lines out, messages in
+  dialtone dial --jsonl --ping ws://127.0.0.1:9001/
+  dialtone bench ws://127.0.0.1:9001/ -c 4 -d 5    # latency and throughput
+  dialtone completions bash > /etc/bash_completion.d/dialtone";
 
 #[derive(clap::Args)]
 pub(crate) struct DeflateArgs {
@@ -48,7 +77,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(args).await,
-        Command::Dial(args) => dial::dial(args).await,
+        Command::Dial(args) => dial::dial(*args).await,
+        Command::Bench(args) => bench::bench(*args).await,
+        Command::Completions(args) => completions::completions(args),
     };
     match result {
         Ok(code) => code,
