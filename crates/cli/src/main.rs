@@ -8,6 +8,7 @@ use dialtone::{Config, Deflate, Message};
 
 mod demo;
 mod dial;
+mod logging;
 mod serve;
 
 use dial::DialArgs;
@@ -16,6 +17,10 @@ use serve::ServeArgs;
 #[derive(Parser)]
 #[command(name = "dialtone", version, about = "A WebSocket dialer and listener")]
 struct Cli {
+    /// Log to stderr: -v connections and closes, -vv every message too
+    /// (RUST_LOG, if set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,7 @@ pub(crate) struct DeflateArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose);
     let result = match cli.command {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(args).await,
