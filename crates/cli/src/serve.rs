@@ -116,19 +116,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 async fn serve_one(incoming: Incoming, mode: Mode, site: Option<Arc<http::Site>>) -> Result<()> {
     let peer = incoming.peer_addr();
-    let (ws, request, extensions) = match site {
-        None => {
-            let (ws, request) = incoming.handshake().await?;
-            (ws, request, None)
-        }
-        Some(site) => match incoming.handshake_or_http().await? {
-            Accepted::WebSocket(upgraded) => {
-                let upgraded = *upgraded;
-                (upgraded.ws, upgraded.request, upgraded.extensions)
+    let upgraded = match incoming.handshake_or_http().await? {
+        Accepted::WebSocket(upgraded) => *upgraded,
+        Accepted::Http(request) => {
+            return match site {
+                Some(site) => site.answer(*request, peer).await,
+                None => http::upgrade_required(*request).await,
             }
-            Accepted::Http(request) => return site.answer(*request, peer).await,
-        },
+        }
     };
+    let (ws, request, extensions) = (upgraded.ws, upgraded.request, upgraded.extensions);
     let opened = Opened {
         peer,
         request,

@@ -101,6 +101,17 @@ impl Site {
     }
 }
 
+/// The answer to a plain request when there is no page to serve: what the
+/// library answers (`426`, `Upgrade: websocket`).
+pub(crate) async fn upgrade_required(http: HttpRequest<Transport>) -> Result<()> {
+    let mut headers = text_headers();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let body = b"this port speaks WebSocket: missing `Upgrade: websocket`\n";
+    http.respond(StatusCode::UPGRADE_REQUIRED, &headers, body)
+        .await?;
+    Ok(())
+}
+
 fn common_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
