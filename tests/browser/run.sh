@@ -18,6 +18,14 @@ if [[ ! -x /usr/bin/chromium ]]; then
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
 
+# playwright-core 1.65 wants Node.js 20 or later (the machine image has it).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "installing nodejs + npm (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 bin="$target/release/dialtone"
 if [[ ! -x "$bin" ]]; then
   (cd "$root" && cargo build --release -j2 -p dialtone-cli)
