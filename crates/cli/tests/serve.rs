@@ -442,10 +442,13 @@ async fn web_serves_the_console_at_root_and_upgrades_on_the_same_port() {
 }
 
 #[tokio::test]
-async fn without_static_or_web_a_plain_request_gets_426() {
+async fn without_static_or_web_a_plain_request_is_refused_as_before() {
     let server = Server::start(&["--echo"]);
     let (status, head, _) = http(server.addr, "GET", "/").await;
     assert_eq!(status, 426, "{head}");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+    let (status, head, _) = http(server.addr, "POST", "/").await;
+    assert_eq!(status, 405, "{head}");
 }
 
 #[tokio::test]

@@ -102,9 +102,15 @@ impl Site {
 }
 
 /// The answer to a plain request when there is no page to serve: what the
-/// library answers (`426`, `Upgrade: websocket`).
+/// library's `accept` answers (`405` to a method other than GET, else
+/// `426` with `Upgrade: websocket`).
 pub(crate) async fn upgrade_required(http: HttpRequest<Transport>) -> Result<()> {
     let mut headers = text_headers();
+    if http.request().method() != Method::GET {
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
+        error(http, StatusCode::METHOD_NOT_ALLOWED, headers).await?;
+        return Ok(());
+    }
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let body = b"this port speaks WebSocket: missing `Upgrade: websocket`\n";
     http.respond(StatusCode::UPGRADE_REQUIRED, &headers, body)
