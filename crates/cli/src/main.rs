@@ -11,6 +11,7 @@ mod completions;
 mod demo;
 mod dial;
 mod exit;
+mod logging;
 mod serve;
 
 use bench::BenchArgs;
@@ -27,6 +28,10 @@ use serve::ServeArgs;
     after_help = "Run `dialtone help COMMAND` for a command's options, examples and exit statuses."
 )]
 struct Cli {
+    /// Log to stderr: -v connections and closes, -vv every message too
+    /// (RUST_LOG, if set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,6 +79,7 @@ pub(crate) struct DeflateArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose);
     let result = match cli.command {
         Command::Demo => demo::demo().await,
         Command::Serve(args) => serve::serve(args).await,

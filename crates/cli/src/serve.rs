@@ -1,20 +1,55 @@
-//! `dialtone serve`: a listener on the command line.
+//! `dialtone serve`: a listener on the command line. What it does with each
+//! connection is its mode: print (the default), `--echo`, `--broadcast`
+//! ([`broadcast`]) or `--exec` ([`exec`]); `--static` and `--web` answer
+//! plain HTTP requests on the same port ([`http`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use dialtone::{Acceptor, Listener, ServerTls};
+use dialtone::http::Request;
+use dialtone::{
+    Accepted, Acceptor, CloseFrame, Incoming, Listener, Message, ServerTls, Transport, WebSocket,
+};
+use tracing::{debug, info, warn};
 
 use crate::{config, describe, DeflateArgs};
+
+mod broadcast;
+mod exec;
+mod http;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
     /// Address to bind.
     addr: String,
     /// Echo every text and binary message back (otherwise print them).
-    #[arg(long)]
+    #[arg(long, group = "mode")]
     echo: bool,
+    /// Send every text and binary message to every client, the sender
+    /// included (a chat room). A client that falls more than
+    /// --broadcast-queue bytes behind is closed with 1008.
+    #[arg(long, group = "mode")]
+    broadcast: bool,
+    /// Bytes of messages that may wait for one --broadcast client before it
+    /// is closed as too slow (one message more is always let through).
+    #[arg(long, value_name = "BYTES", default_value_t = broadcast::DEFAULT_QUEUE_BYTES, requires = "broadcast")]
+    broadcast_queue: usize,
+    /// Run CMD with `sh -c` for each connection: each line it prints is
+    /// sent as a text message, each message received is written to its
+    /// stdin as a line. The connection closes when CMD exits (1000 if it
+    /// succeeded, 1011 if not); CMD is killed when the client goes.
+    #[arg(long, value_name = "CMD", group = "mode")]
+    exec: Option<String>,
+    /// Also serve the files under DIR over plain HTTP (GET and HEAD of
+    /// requests that do not ask for a WebSocket) on the same port.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Serve a WebSocket console page at `/` (before any --static file).
+    #[arg(long)]
+    web: bool,
     #[command(flatten)]
     deflate: DeflateArgs,
     /// Certificate chain (PEM) to serve wss:// with.
@@ -23,6 +58,15 @@ pub(crate) struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+/// What to do with each WebSocket.
+#[derive(Clone)]
+enum Mode {
+    Print,
+    Echo,
+    Broadcast(Arc<broadcast::Hub>),
+    Exec(Arc<str>),
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
@@ -38,37 +82,147 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         _ => "ws",
     };
+    let site = match (&args.static_dir, args.web) {
+        (None, false) => None,
+        (dir, web) => Some(Arc::new(http::Site::new(dir.as_deref(), web)?)),
+    };
+    let mode = if args.echo {
+        Mode::Echo
+    } else if args.broadcast {
+        Mode::Broadcast(Arc::new(broadcast::Hub::new(args.broadcast_queue)))
+    } else if let Some(cmd) = &args.exec {
+        Mode::Exec(cmd.as_str().into())
+    } else {
+        Mode::Print
+    };
     eprintln!("listening on {scheme}://{}/", listener.local_addr()?);
-    let echo = args.echo;
     loop {
         let incoming = match listener.accept().await {
             Ok(i) => i,
             Err(e) => {
-                eprintln!("accept: {e}");
+                warn!("accept: {e}");
                 continue;
             }
         };
+        let (mode, site) = (mode.clone(), site.clone());
         tokio::spawn(async move {
             let peer = incoming.peer_addr();
-            if let Err(e) = serve_one(incoming, echo).await {
-                eprintln!("{peer}: {e}");
+            if let Err(e) = serve_one(incoming, mode, site).await {
+                warn!(%peer, "{e:#}");
             }
         });
     }
 }
 
-async fn serve_one(incoming: dialtone::Incoming, echo: bool) -> Result<()> {
+async fn serve_one(incoming: Incoming, mode: Mode, site: Option<Arc<http::Site>>) -> Result<()> {
     let peer = incoming.peer_addr();
-    let (mut ws, _) = incoming.handshake().await?;
-    while let Some(msg) = ws.recv().await {
-        let msg = msg?;
-        if echo {
+    let upgraded = match incoming.handshake_or_http().await? {
+        Accepted::WebSocket(upgraded) => *upgraded,
+        Accepted::Http(request) => {
+            return match site {
+                Some(site) => site.answer(*request, peer).await,
+                None => http::upgrade_required(*request).await,
+            }
+        }
+    };
+    let (ws, request, extensions) = (upgraded.ws, upgraded.request, upgraded.extensions);
+    let opened = Opened {
+        peer,
+        request,
+        extensions,
+    };
+    match mode {
+        Mode::Print => print(ws, opened).await,
+        Mode::Echo => echo(ws, opened).await,
+        Mode::Broadcast(hub) => hub.serve(ws, opened).await,
+        Mode::Exec(cmd) => exec::serve(ws, opened, &cmd).await,
+    }
+}
+
+/// A connection's handshake, for the log.
+pub(crate) struct Opened {
+    pub(crate) peer: SocketAddr,
+    pub(crate) request: Request<()>,
+    /// The extensions agreed (the answer's `Sec-WebSocket-Extensions`).
+    pub(crate) extensions: Option<String>,
+}
+
+impl Opened {
+    /// Logs the connection as open; a mode calls it once the connection is
+    /// ready for messages (a broadcast client once it is in the room).
+    pub(crate) fn log(&self) {
+        info!(
+            peer = %self.peer,
+            path = %self.request.uri(),
+            extensions = self.extensions.as_deref().unwrap_or("none"),
+            "open"
+        );
+    }
+}
+
+/// Logs the end of a connection with the close frame the client sent
+/// (`Abruptly`, 1006, if it dropped without one).
+pub(crate) fn log_closed(peer: SocketAddr, received: Option<&CloseFrame>) {
+    match received {
+        Some(frame) => info!(
+            %peer,
+            code = frame.code.as_u16(),
+            reason = ?frame.reason,
+            "closed"
+        ),
+        None => info!(%peer, "closed without a close frame"),
+    }
+}
+
+async fn print(mut ws: WebSocket<Transport>, opened: Opened) -> Result<()> {
+    opened.log();
+    let peer = opened.peer;
+    let result = async {
+        while let Some(msg) = ws.recv().await {
+            let msg = msg?;
+            debug!(%peer, "received {}", summary(&msg));
+            println!("{peer} {}", describe(&msg));
+        }
+        Ok(())
+    }
+    .await;
+    log_closed(peer, ws.close_received());
+    result
+}
+
+async fn echo(mut ws: WebSocket<Transport>, opened: Opened) -> Result<()> {
+    opened.log();
+    let peer = opened.peer;
+    let result = async {
+        while let Some(msg) = ws.recv().await {
+            let msg = msg?;
+            debug!(%peer, "received {}", summary(&msg));
             if msg.is_data() {
                 ws.send(msg).await?;
             }
-        } else {
-            println!("{peer} {}", describe(&msg));
         }
+        Ok(())
     }
-    Ok(())
+    .await;
+    log_closed(peer, ws.close_received());
+    result
+}
+
+/// A message as one short log line: kind, size and the start of it (a
+/// 10 MiB message is not written to the log whole).
+pub(crate) fn summary(msg: &Message) -> String {
+    const SHOWN: usize = 40;
+    match msg {
+        Message::Text(t) => {
+            let text = t.as_str();
+            let cut = text
+                .char_indices()
+                .nth(SHOWN)
+                .map_or(text.len(), |(i, _)| i);
+            let more = if cut < text.len() { "…" } else { "" };
+            format!("text [{} bytes] {:?}{more}", text.len(), &text[..cut])
+        }
+        Message::Binary(b) => format!("binary [{} bytes]", b.len()),
+        other => describe(other),
+    }
 }

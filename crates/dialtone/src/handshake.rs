@@ -228,6 +228,7 @@ impl Acceptor {
             conn,
             request,
             protocol,
+            extensions,
         }))
     }
 }
@@ -238,6 +239,8 @@ pub(crate) struct ServerOutcome {
     pub(crate) conn: Connection,
     pub(crate) request: Request<()>,
     pub(crate) protocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` value answered, if any.
+    pub(crate) extensions: Option<String>,
 }
 
 /// The `Host` header and request target for a `ws://` URL.

@@ -43,7 +43,7 @@ pub use cookies::CookieJar;
 pub use dialer::{Auth, Dialer};
 pub use error::{Error, Rejection, Result};
 pub use handshake::{Acceptor, Response};
-pub use listener::{accept, Incoming, Listener};
+pub use listener::{accept, Accepted, HttpRequest, Incoming, Listener, Upgraded};
 pub use message::Message;
 pub use proxy::Proxy;
 pub use socket::{WebSocket, WsReader, WsWriter};

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use dialtone_proto::handshake::Reject;
-use dialtone_proto::http::{Request, StatusCode};
+use dialtone_proto::handshake::{self as hs, Reject};
+use dialtone_proto::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use crate::error::{Error, Result};
-use crate::handshake::{Acceptor, HANDSHAKE_READ};
+use crate::handshake::{Acceptor, ServerOutcome, HANDSHAKE_READ};
 use crate::socket::WebSocket;
 use crate::tls::ServerTls;
 use crate::transport::Transport;
@@ -38,10 +38,33 @@ impl Acceptor {
         // being built) is a few KiB: boxed, it is freed when the handshake
         // ends, and the task that goes on to serve the connection keeps only
         // the WebSocket.
-        Box::pin(self.accept_unboxed(io)).await
+        match Box::pin(self.read_request(io, false)).await? {
+            Accepted::WebSocket(upgraded) => Ok((upgraded.ws, upgraded.request)),
+            // Never built with `plain_http` false (such a request is
+            // refused with 426 in `read_request`); answered the same here.
+            Accepted::Http(http) => {
+                let reject =
+                    Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`")
+                        .with_header(header::UPGRADE, HeaderValue::from_static("websocket"));
+                Err(refuse(http.io, reject).await)
+            }
+        }
     }
 
-    async fn accept_unboxed<S>(&self, mut io: S) -> Result<(WebSocket<S>, Request<()>)>
+    /// Like [`Acceptor::accept`], but a request that does not ask for a
+    /// WebSocket (no `Upgrade: websocket` header) is handed back as an
+    /// [`HttpRequest`] to answer, instead of being refused with `426`; so
+    /// that one port can serve a page and the WebSockets it opens. A request
+    /// that asks for a WebSocket but is invalid is refused as by `accept`.
+    pub async fn accept_or_http<S>(&self, io: S) -> Result<Accepted<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Boxed for the reason `accept`'s state is.
+        Box::pin(self.read_request(io, true)).await
+    }
+
+    async fn read_request<S>(&self, mut io: S, plain_http: bool) -> Result<Accepted<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -50,9 +73,7 @@ impl Acceptor {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many handshakes in progress; try again later",
             );
-            let _ = io.write_all(&reject.to_bytes()).await;
-            let _ = io.shutdown().await;
-            return Err(Error::Refused(Box::new(reject)));
+            return Err(refuse(io, reject).await);
         };
         let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
         let read = async {
@@ -66,16 +87,33 @@ impl Acceptor {
                 }
                 match self.step(&mut buf) {
                     Ok(None) => continue,
-                    Ok(Some(outcome)) => return Ok(Ok(outcome)),
-                    Err(reject) => return Ok(Err(reject)),
+                    Ok(Some(outcome)) => return Ok(Head::Upgrade(Box::new(outcome))),
+                    Err(reject) => {
+                        // Refused as a handshake: a complete head without
+                        // `Upgrade: websocket` is plain HTTP, if wanted.
+                        if plain_http {
+                            let limit = self.config.max_handshake_size;
+                            if let Ok(Some((request, _))) = hs::parse_request(&buf, limit) {
+                                if !hs::header_has_token(
+                                    request.headers(),
+                                    &header::UPGRADE,
+                                    "websocket",
+                                ) {
+                                    return Ok(Head::Plain(request));
+                                }
+                            }
+                        }
+                        return Ok(Head::Refused(reject));
+                    }
                 }
             }
         };
-        let outcome = tokio::time::timeout(self.handshake_timeout, read)
+        let head = tokio::time::timeout(self.handshake_timeout, read)
             .await
             .map_err(|_| Error::Timeout(self.handshake_timeout))??;
-        match outcome {
-            Ok(outcome) => {
+        match head {
+            Head::Upgrade(outcome) => {
+                let outcome = *outcome;
                 io.write_all(&outcome.answer).await?;
                 io.flush().await?;
                 let mut ws = WebSocket::from_connection(io, outcome.conn, outcome.protocol);
@@ -84,16 +122,126 @@ impl Acceptor {
                     ws.set_keepalive(Some(interval), deadline);
                 }
                 ws.set_idle_timeout(self.idle_timeout);
-                Ok((ws, outcome.request))
+                Ok(Accepted::WebSocket(Box::new(Upgraded {
+                    ws,
+                    request: outcome.request,
+                    extensions: outcome.extensions,
+                })))
             }
-            Err(reject) => {
-                // Best effort: the client may already be gone.
-                let _ = io.write_all(&reject.to_bytes()).await;
-                let _ = io.shutdown().await;
-                Err(Error::Refused(Box::new(reject)))
-            }
+            Head::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest { io, request }))),
+            Head::Refused(reject) => Err(refuse(io, reject).await),
         }
     }
+}
+
+/// What a complete request head turned out to be.
+enum Head {
+    Upgrade(Box<ServerOutcome>),
+    Plain(Request<()>),
+    Refused(Reject),
+}
+
+/// What [`Acceptor::accept_or_http`] (or [`Incoming::handshake_or_http`])
+/// read from a client.
+#[derive(Debug)]
+pub enum Accepted<S> {
+    /// A valid WebSocket handshake, answered with `101`.
+    WebSocket(Box<Upgraded<S>>),
+    /// A plain HTTP request (no `Upgrade: websocket`), not yet answered.
+    Http(Box<HttpRequest<S>>),
+}
+
+/// An accepted WebSocket and what was agreed in its handshake.
+#[derive(Debug)]
+pub struct Upgraded<S> {
+    /// The open connection.
+    pub ws: WebSocket<S>,
+    /// The client's request.
+    pub request: Request<()>,
+    /// The `Sec-WebSocket-Extensions` value the server answered with
+    /// (e.g. `permessage-deflate; client_max_window_bits=15`), if any.
+    pub extensions: Option<String>,
+}
+
+/// A plain HTTP/1.1 request that arrived where a WebSocket handshake was
+/// expected. It gets one response, then the connection is closed (the
+/// request's body, if any, is not read; there is no keep-alive).
+#[derive(Debug)]
+pub struct HttpRequest<S> {
+    io: S,
+    request: Request<()>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
+    /// The request line and headers.
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// Answers with `status`, `headers` and `body`, then closes the
+    /// connection. `Content-Length` and `Connection: close` are added; the
+    /// body is not sent in answer to a `HEAD`.
+    pub async fn respond(self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<()> {
+        self.respond_with(status, headers, body.len() as u64, body)
+            .await
+    }
+
+    /// Answers with `status`, `headers` and the first `len` bytes of `body`
+    /// (a file, say, copied without holding it in memory), then closes the
+    /// connection. `Content-Length: len` and `Connection: close` are added;
+    /// the body is not sent in answer to a `HEAD`. A body shorter than `len`
+    /// is an [`Error::Io`] (the client sees the connection end early).
+    pub async fn respond_with<R>(
+        mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        len: u64,
+        body: R,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in headers {
+            if name == header::CONTENT_LENGTH || name == header::CONNECTION {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(
+            format!("Content-Length: {len}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        self.io.write_all(&head).await?;
+        if self.request.method() != Method::HEAD {
+            let copied = tokio::io::copy(&mut body.take(len), &mut self.io).await?;
+            if copied < len {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the response body ended before its Content-Length",
+                )));
+            }
+        }
+        self.io.flush().await?;
+        // Best effort: the client may already be gone.
+        let _ = self.io.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Answers `reject` (best effort: the client may already be gone) and
+/// returns the error to report.
+async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject) -> Error {
+    let _ = io.write_all(&reject.to_bytes()).await;
+    let _ = io.shutdown().await;
+    Error::Refused(Box::new(reject))
 }
 
 /// A TCP listener that hands out WebSocket connections.
@@ -186,12 +334,31 @@ impl Incoming {
     /// handshake, if the listener has TLS: a failure there is
     /// [`Error::Tls`]).
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
-        // Boxed for the reason `Acceptor::accept` is.
-        Box::pin(self.handshake_unboxed()).await
+        // Boxed, with the TLS handshake's state, for the reason
+        // `Acceptor::accept`'s is.
+        Box::pin(async move {
+            let acceptor = self.acceptor.clone();
+            let transport = self.transport().await?;
+            acceptor.accept(transport).await
+        })
+        .await
     }
 
-    async fn handshake_unboxed(self) -> Result<(WebSocket<Transport>, Request<()>)> {
-        let transport = match &self.tls {
+    /// Like [`Incoming::handshake`], but hands back a plain HTTP request
+    /// (one without `Upgrade: websocket`) to answer instead of refusing it
+    /// ([`Acceptor::accept_or_http`]).
+    pub async fn handshake_or_http(self) -> Result<Accepted<Transport>> {
+        Box::pin(async move {
+            let acceptor = self.acceptor.clone();
+            let transport = self.transport().await?;
+            acceptor.accept_or_http(transport).await
+        })
+        .await
+    }
+
+    /// The TCP stream, after the TLS handshake if the listener has TLS.
+    async fn transport(self) -> Result<Transport> {
+        Ok(match &self.tls {
             Some(tls) => {
                 let limit = self.acceptor.handshake_timeout;
                 let stream = tokio::time::timeout(limit, tls.accept(self.stream, self.peer))
@@ -200,7 +367,107 @@ impl Incoming {
                 Transport::TlsServer(Box::new(stream))
             }
             None => Transport::Tcp(self.stream),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialtone_proto::{Config, Deflate};
+
+    /// Sends `request` to `acceptor.accept_or_http` over an in-memory pipe;
+    /// returns the outcome and the client's end.
+    async fn offer(
+        acceptor: &Acceptor,
+        request: &str,
+    ) -> (
+        Result<Accepted<tokio::io::DuplexStream>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        client.write_all(request.as_bytes()).await.unwrap();
+        (acceptor.accept_or_http(server).await, client)
+    }
+
+    async fn read_all(mut client: tokio::io::DuplexStream) -> String {
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    #[tokio::test]
+    async fn plain_get_is_handed_back_and_answered_with_content_length() {
+        let (outcome, client) = offer(
+            &Acceptor::new(),
+            "GET /index.html?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
+        let Ok(Accepted::Http(http)) = outcome else {
+            panic!("expected a plain request, got {outcome:?}");
         };
-        self.acceptor.accept(transport).await
+        assert_eq!(http.request().uri().path(), "/index.html");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        http.respond(StatusCode::OK, &headers, b"hello")
+            .await
+            .unwrap();
+        let answer = read_all(client).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("content-type: text/plain\r\n"), "{answer}");
+        assert!(answer.contains("Content-Length: 5\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn head_gets_the_length_but_no_body() {
+        let (outcome, client) = offer(&Acceptor::new(), "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let Ok(Accepted::Http(http)) = outcome else {
+            panic!("expected a plain request, got {outcome:?}");
+        };
+        http.respond(StatusCode::OK, &HeaderMap::new(), b"hello")
+            .await
+            .unwrap();
+        let answer = read_all(client).await;
+        assert!(answer.contains("Content-Length: 5\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn upgrade_still_opens_a_websocket_and_reports_the_extension() {
+        let acceptor = Acceptor::new().config(Config::default().deflate(Deflate::default()));
+        let request = format!("{UPGRADE}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+        let (outcome, _client) = offer(&acceptor, &request).await;
+        let Ok(Accepted::WebSocket(upgraded)) = outcome else {
+            panic!("expected a WebSocket, got {outcome:?}");
+        };
+        assert_eq!(upgraded.request.uri().path(), "/chat");
+        let extensions = upgraded.extensions.expect("deflate agreed");
+        assert!(extensions.starts_with("permessage-deflate"), "{extensions}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_upgrade_is_refused_not_handed_back() {
+        // `Upgrade: websocket` but no key: a broken handshake, not a page.
+        let request = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let (outcome, client) = offer(&Acceptor::new(), request).await;
+        assert!(matches!(outcome, Err(Error::Refused(r)) if r.status == StatusCode::BAD_REQUEST));
+        assert!(read_all(client).await.starts_with("HTTP/1.1 400"));
+    }
+
+    #[tokio::test]
+    async fn accept_still_refuses_a_plain_get_with_426() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let outcome = Acceptor::new().accept(server).await;
+        assert!(
+            matches!(outcome, Err(Error::Refused(r)) if r.status == StatusCode::UPGRADE_REQUIRED)
+        );
+        assert!(read_all(client).await.starts_with("HTTP/1.1 426"));
     }
 }
