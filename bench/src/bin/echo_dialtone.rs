@@ -1,6 +1,6 @@
 //! Echo server on dialtone's public API.
 
-use futures_util::FutureExt as _;
+use std::task::Poll;
 
 const NAME: &str = "echo_dialtone";
 
@@ -15,7 +15,7 @@ async fn serve(incoming: dialtone::Incoming) -> dialtone::Result<()> {
         ws.feed(msg)?;
         // Queue whatever else is already decoded or readable, then write it
         // all at once.
-        while let Some(Some(more)) = ws.recv().now_or_never() {
+        while let Poll::Ready(Some(more)) = ws.try_recv() {
             let more = more?;
             if more.is_data() {
                 ws.feed(more)?;

@@ -456,6 +456,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.inner.poll_recv(cx)).await
     }
 
+    /// Receives a message if one is there without waiting: decoded from
+    /// bytes already read, or from bytes the transport has ready now.
+    /// `Poll::Ready` holds what [`WebSocket::recv`] would have returned;
+    /// `Poll::Pending` means nothing is ready (nothing will wake the task
+    /// for it: await `recv` to wait).
+    ///
+    /// With [`WebSocket::feed`] and [`WebSocket::flush`], a server answers
+    /// every message that has arrived in one write:
+    ///
+    /// ```no_run
+    /// # async fn echo(mut ws: dialtone::WebSocket<dialtone::Transport>) -> dialtone::Result<()> {
+    /// use std::task::Poll;
+    /// while let Some(msg) = ws.recv().await {
+    ///     let msg = msg?;
+    ///     if msg.is_data() {
+    ///         ws.feed(msg)?;
+    ///     }
+    ///     // Whatever else has arrived goes out in the same write.
+    ///     while let Poll::Ready(Some(msg)) = ws.try_recv() {
+    ///         let msg = msg?;
+    ///         if msg.is_data() {
+    ///             ws.feed(msg)?;
+    ///         }
+    ///     }
+    ///     ws.flush().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_recv(&mut self) -> Poll<Option<Result<Message>>> {
+        self.inner
+            .poll_recv(&mut Context::from_waker(Waker::noop()))
+    }
+
     /// Sends a message and waits until it is written to the transport.
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
         let msg = msg.into();

@@ -542,3 +542,50 @@ async fn cookie_jar_stores_set_cookie_from_redirects_and_sends_it() {
     assert_eq!(jar.len(), 1);
     assert!(jar.to_netscape().contains("\tsession\ts1"));
 }
+
+/// `try_recv` hands over what has arrived without waiting, exactly as
+/// `recv` would, and says `Pending` when nothing is there.
+#[tokio::test]
+async fn try_recv_takes_what_has_arrived_without_waiting() {
+    use std::task::Poll;
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let client = tokio::spawn(async move {
+        let (mut ws, _) = Dialer::new().dial(&url).await.unwrap();
+        for i in 0..3 {
+            ws.feed(Message::text(format!("m{i}"))).unwrap();
+        }
+        ws.flush().await.unwrap();
+        sent_rx.await.unwrap();
+        ws.close(CloseCode::Normal, "").await.unwrap();
+    });
+    let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+    let first = ws.recv().await.unwrap().unwrap();
+    let mut got = vec![first];
+    // The three were written at once; wait until all have been read.
+    let mut tries = 0;
+    while got.len() < 3 {
+        match ws.try_recv() {
+            Poll::Ready(Some(msg)) => got.push(msg.unwrap()),
+            Poll::Ready(None) => panic!("ended early"),
+            Poll::Pending => {
+                tries += 1;
+                assert!(tries < 10_000, "the messages never came through try_recv");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    assert_eq!(
+        got,
+        ["m0", "m1", "m2"].map(Message::text).to_vec(),
+        "in order, none lost"
+    );
+    assert!(ws.try_recv().is_pending(), "nothing more has been sent");
+    sent_tx.send(()).unwrap();
+    let close = ws.recv().await.unwrap().unwrap();
+    assert!(matches!(close, Message::Close(ref f) if f.code == CloseCode::Normal));
+    assert!(ws.recv().await.is_none());
+    assert!(matches!(ws.try_recv(), Poll::Ready(None)), "ended: as recv");
+    client.await.unwrap();
+}
