@@ -641,6 +641,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
         poll_fn(|cx| lock(&self.shared).poll_recv(cx)).await
     }
 
+    /// Receives a message if one is there without waiting, as
+    /// [`WebSocket::try_recv`].
+    pub fn try_recv(&mut self) -> Poll<Option<Result<Message>>> {
+        lock(&self.shared).poll_recv(&mut Context::from_waker(Waker::noop()))
+    }
+
     /// The close frame the peer sent, once it has.
     pub fn close_received(&self) -> Option<CloseFrame> {
         lock(&self.shared).conn.close_received().cloned()
