@@ -39,12 +39,43 @@ pub struct Utf8Validator {
     pending_len: usize,
 }
 
-/// The length of the sequence a valid lead byte starts.
+/// The length of the sequence a lead byte announces (1 for ASCII and for
+/// bytes that start no sequence, which validation then rejects).
 fn sequence_len(lead: u8) -> usize {
     match lead {
         0xC0..=0xDF => 2,
         0xE0..=0xEF => 3,
-        _ => 4,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+/// Where the code point that `data` cuts off at its end starts, or
+/// `data.len()` if `data` ends on a sequence boundary (or on bytes that
+/// validation will reject anyway). Only the last 3 bytes are looked at.
+fn incomplete_tail_start(data: &[u8]) -> usize {
+    let len = data.len();
+    for back in 1..=len.min(3) {
+        let b = data[len - back];
+        if b & 0xC0 != 0x80 {
+            // The last lead byte: does its sequence run past the end?
+            return if sequence_len(b) > back {
+                len - back
+            } else {
+                len
+            };
+        }
+    }
+    len
+}
+
+/// Checks that `seq`, the start of one code point, can still complete.
+fn check_prefix(seq: &[u8]) -> Result<(), Utf8Error> {
+    // At most 3 bytes: std's scalar check is as fast as anything here, and
+    // its `error_len() == None` means "valid so far, cut short".
+    match std::str::from_utf8(seq) {
+        Err(e) if e.error_len().is_some() => Err(Utf8Error),
+        _ => Ok(()),
     }
 }
 
@@ -64,28 +95,21 @@ impl Utf8Validator {
             data = &data[take..];
             let seq = &self.pending[..self.pending_len];
             if self.pending_len < want {
-                return match simdutf8::compat::from_utf8(seq) {
-                    Err(e) if e.error_len().is_some() => Err(Utf8Error),
-                    _ => Ok(()),
-                };
+                return check_prefix(seq);
             }
             simdutf8::basic::from_utf8(seq).map_err(|_| Utf8Error)?;
             self.pending_len = 0;
         }
-        if simdutf8::basic::from_utf8(data).is_ok() {
-            return Ok(());
+        // One SIMD pass over everything up to the last complete code point,
+        // so that a chunk cut inside a code point is not validated twice.
+        let (whole, tail) = data.split_at(incomplete_tail_start(data));
+        simdutf8::basic::from_utf8(whole).map_err(|_| Utf8Error)?;
+        if !tail.is_empty() {
+            check_prefix(tail)?;
+            self.pending[..tail.len()].copy_from_slice(tail);
+            self.pending_len = tail.len();
         }
-        match simdutf8::compat::from_utf8(data) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_some() => Err(Utf8Error),
-            Err(e) => {
-                // A valid prefix of a code point at the end: keep it.
-                let tail = &data[e.valid_up_to()..];
-                self.pending[..tail.len()].copy_from_slice(tail);
-                self.pending_len = tail.len();
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// Checks that the message does not end inside a code point.
@@ -247,6 +271,38 @@ mod tests {
         v.feed(&clef[2..]).unwrap();
         v.feed(b"x").unwrap();
         assert_eq!(v.finish(), Ok(()));
+    }
+
+    #[test]
+    fn agrees_with_std_for_every_two_and_three_piece_cut() {
+        let samples: [&[u8]; 12] = [
+            "a κ € 𝄞 \u{10FFFF}".as_bytes(),
+            b"\xe2\x82",         // cut short
+            b"ab\xf0\x9d\x84",   // cut short after ASCII
+            b"\xc0\xaf",         // overlong
+            b"\xed\xa0\x80x",    // surrogate
+            b"\xf4\x90\x80\x80", // above U+10FFFF
+            b"\xf8\x88\x80\x80\x80",
+            b"x\xff",
+            b"\x80abc", // stray continuation
+            b"\xce\xba\xce",
+            b"\xe2\x82\xac\xe2\x28\xa1",
+            b"\xf0\x9d\x84\x9e\x9e",
+        ];
+        for data in samples {
+            let expected = std::str::from_utf8(data).is_ok();
+            for i in 0..=data.len() {
+                for j in i..=data.len() {
+                    let mut v = Utf8Validator::new();
+                    let verdict = [&data[..i], &data[i..j], &data[j..]]
+                        .iter()
+                        .try_for_each(|piece| v.feed(piece))
+                        .and_then(|()| v.finish())
+                        .is_ok();
+                    assert_eq!(verdict, expected, "{data:?} cut at {i} and {j}");
+                }
+            }
+        }
     }
 
     #[test]
