@@ -16,7 +16,7 @@ const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 fn bench_mask(c: &mut Criterion) {
     let mut group = c.benchmark_group("mask");
     for (size, label) in SIZES {
-        group.throughput(Throughput::Bytes(size as u64));
+        group.throughput(Throughput::BytesDecimal(size as u64));
         let src: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
 
         let mut buf = src.clone();

@@ -43,7 +43,7 @@ fn bench_utf8(c: &mut Criterion) {
     let mut group = c.benchmark_group("utf8");
     for (name, data) in &inputs {
         assert!(std::str::from_utf8(data).is_ok());
-        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.throughput(Throughput::BytesDecimal(data.len() as u64));
         group.bench_function(BenchmarkId::new("simdutf8", name), |b| {
             b.iter(|| simdutf8::basic::from_utf8(black_box(data)).is_ok())
         });
