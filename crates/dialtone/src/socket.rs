@@ -284,16 +284,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // Room for the rest of a frame received in place, so that it
             // lands in one buffer and is never copied; the peer's claimed
             // length reserves at most MAX_READ_RESERVE ahead of what came.
-            // An empty buffer takes a whole READ_CHUNK: once the last
-            // message is split off (and released) that costs no copy, and
-            // the next frame does not start near the end of the buffer only
-            // to be moved when it outgrows it.
+            // Once reads are READ_CHUNK large, an empty buffer takes a whole
+            // one: with the last message split off (and released) that costs
+            // no copy, and the next frame does not start near the end of the
+            // buffer only to be moved when it outgrows it.
             let (hint, chunk) = (self.conn.read_hint().min(MAX_READ_RESERVE), self.read_chunk);
             let buf = self.conn.read_buffer();
             let spare = buf.capacity() - buf.len();
             if spare < hint {
                 buf.reserve(hint);
-            } else if spare < chunk / 4 || (buf.is_empty() && spare < chunk) {
+            } else if spare < chunk / 4 || (chunk == READ_CHUNK && buf.is_empty() && spare < chunk)
+            {
                 buf.reserve(chunk);
             }
             let room = buf.capacity() - buf.len();
