@@ -589,3 +589,26 @@ async fn try_recv_takes_what_has_arrived_without_waiting() {
     assert!(matches!(ws.try_recv(), Poll::Ready(None)), "ended: as recv");
     client.await.unwrap();
 }
+
+/// The split reader's `try_recv` behaves as the whole socket's.
+#[tokio::test]
+async fn split_reader_try_recv_takes_what_has_arrived() {
+    use std::task::Poll;
+    let url = echo_server(Acceptor::new()).await;
+    let (ws, _) = Dialer::new().dial(&url).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    assert!(reader.try_recv().is_pending(), "nothing sent yet");
+    writer.send(Message::text("one")).await.unwrap();
+    writer.send(Message::text("two")).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10_000 {
+        match reader.try_recv() {
+            Poll::Ready(Some(msg)) => got.push(msg.unwrap()),
+            Poll::Ready(None) => panic!("ended early"),
+            Poll::Pending if got.len() == 2 => break,
+            Poll::Pending => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    assert_eq!(got, ["one", "two"].map(Message::text).to_vec());
+    assert!(reader.try_recv().is_pending());
+}
