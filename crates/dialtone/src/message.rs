@@ -1,7 +1,7 @@
 //! What goes over a WebSocket, as the application sees it.
 
 use bytes::Bytes;
-use dialtone_proto::{CloseFrame, Event, MessageKind, Utf8Bytes, SHARED_PAYLOAD_MIN};
+use dialtone_proto::{CloseFrame, Event, MessageKind, Utf8Bytes};
 
 /// A message or control frame, received or to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,16 +82,8 @@ pub(crate) fn queue(
     msg: &Message,
 ) -> Result<(), dialtone_proto::Error> {
     match msg {
-        // Only a large payload can be sent without copying: a small one is
-        // not worth its reference count.
-        Message::Text(t) if t.len() >= SHARED_PAYLOAD_MIN => {
-            conn.send_message_bytes(MessageKind::Text, t.as_bytes().clone())
-        }
-        Message::Binary(b) if b.len() >= SHARED_PAYLOAD_MIN => {
-            conn.send_message_bytes(MessageKind::Binary, b.clone())
-        }
-        Message::Text(t) => conn.send_text(t),
-        Message::Binary(b) => conn.send_binary(b),
+        Message::Text(t) => conn.send_message_bytes(MessageKind::Text, t.as_bytes()),
+        Message::Binary(b) => conn.send_message_bytes(MessageKind::Binary, b),
         Message::Ping(b) => conn.send_ping(b),
         Message::Pong(b) => conn.send_pong(b),
         Message::Close(c) => conn.close(c.clone()),

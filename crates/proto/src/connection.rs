@@ -759,15 +759,15 @@ impl Connection {
 
     /// Queues a message held in [`Bytes`], like [`Connection::send_message`].
     /// A server's uncompressed message of at least [`SHARED_PAYLOAD_MIN`]
-    /// bytes is not copied: its frames are written from `data` itself, behind
-    /// their headers.
-    pub fn send_message_bytes(&mut self, kind: MessageKind, data: Bytes) -> Result<(), Error> {
+    /// bytes is not copied: its frames are written from `data` itself (a
+    /// reference to it is kept), behind their headers.
+    pub fn send_message_bytes(&mut self, kind: MessageKind, data: &Bytes) -> Result<(), Error> {
         let compress = self
             .deflate
             .as_ref()
             .is_some_and(|d| d.should_compress(data.len()));
         if compress || self.role == Role::Client || data.len() < SHARED_PAYLOAD_MIN {
-            return self.send_message_inner(kind, &data, compress);
+            return self.send_message_inner(kind, data, compress);
         }
         self.check_can_send()?;
         if self.sending.is_some() {

@@ -705,8 +705,7 @@ fn text_frame_split_inside_a_code_point_is_delivered_whole() {
 fn server_sends_large_shared_payload_without_copying() {
     let data = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
     let mut s = Connection::new(Role::Server, Config::default().max_send_frame_size(30_000));
-    s.send_message_bytes(MessageKind::Binary, data.clone())
-        .unwrap();
+    s.send_message_bytes(MessageKind::Binary, &data).unwrap();
     let mut slices = [IoSlice::new(&[]); 16];
     let n = s.transmit_slices(&mut slices);
     assert_eq!(n, 8, "a header and a payload piece per frame");
@@ -730,8 +729,7 @@ fn server_sends_large_shared_payload_without_copying() {
 fn control_frame_waits_for_the_rest_of_a_started_shared_frame() {
     let data = Bytes::from(vec![7u8; 10_000]);
     let mut s = server();
-    s.send_message_bytes(MessageKind::Binary, data.clone())
-        .unwrap();
+    s.send_message_bytes(MessageKind::Binary, &data).unwrap();
     let header = s.transmit_chunk().unwrap().to_vec();
     assert_eq!(header.len(), 4, "the header alone comes first");
     s.advance_transmit(header.len());
@@ -744,8 +742,7 @@ fn control_frame_waits_for_the_rest_of_a_started_shared_frame() {
 
     // Before anything is written, the ping goes first.
     let mut s = server();
-    s.send_message_bytes(MessageKind::Binary, data.clone())
-        .unwrap();
+    s.send_message_bytes(MessageKind::Binary, &data).unwrap();
     s.send_ping(b"now").unwrap();
     let frames = written(&mut s);
     assert_eq!(frames[0].0.opcode, OpCode::Ping);
@@ -758,15 +755,13 @@ fn control_frame_waits_for_the_rest_of_a_started_shared_frame() {
 fn small_or_masked_payloads_are_copied_into_one_piece() {
     let small = Bytes::from(vec![1u8; SHARED_PAYLOAD_MIN - 1]);
     let mut s = server();
-    s.send_message_bytes(MessageKind::Binary, small.clone())
-        .unwrap();
+    s.send_message_bytes(MessageKind::Binary, &small).unwrap();
     let mut slices = [IoSlice::new(&[]); 4];
     assert_eq!(s.transmit_slices(&mut slices), 1);
 
     let big = Bytes::from(vec![2u8; 3 * SHARED_PAYLOAD_MIN]);
     let mut c = Connection::new(Role::Client, Config::default());
-    c.send_message_bytes(MessageKind::Binary, big.clone())
-        .unwrap();
+    c.send_message_bytes(MessageKind::Binary, &big).unwrap();
     assert_eq!(c.transmit_slices(&mut slices), 1);
     let frames = written(&mut c);
     assert!(frames[0].0.mask.is_some());

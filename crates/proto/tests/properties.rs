@@ -210,7 +210,7 @@ fn send(conn: &mut Connection, msg: &Message, framing: &Framing) -> usize {
         Framing::Message => conn.send_message(msg.kind(), data).unwrap(),
         Framing::Uncompressed => conn.send_message_uncompressed(msg.kind(), data).unwrap(),
         Framing::Shared => conn
-            .send_message_bytes(msg.kind(), Bytes::copy_from_slice(data))
+            .send_message_bytes(msg.kind(), &Bytes::copy_from_slice(data))
             .unwrap(),
         Framing::Fragments(cuts, ping) => {
             let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
