@@ -504,24 +504,6 @@ impl Connection {
                 let len = frame.offset + frame.remaining as usize;
                 let have = self.read_buf.len().min(len);
                 let is_text = h.opcode == OpCode::Text;
-                if frame.offset == 0 && have == len {
-                    // Fast path: the whole message arrived at once.
-                    self.frame = None;
-                    let mut payload = self.read_buf.split_to(len);
-                    if let Some(key) = h.mask {
-                        apply_mask(&mut payload, key);
-                    }
-                    let event = if is_text {
-                        Event::Text(
-                            Utf8Bytes::try_from_bytes(payload.freeze())
-                                .map_err(|_| ProtocolError::InvalidUtf8)?,
-                        )
-                    } else {
-                        Event::Binary(payload.freeze())
-                    };
-                    self.events.push_back(event);
-                    return Ok(());
-                }
                 let arrived = &mut self.read_buf[frame.offset..have];
                 if let Some(key) = h.mask {
                     apply_mask_at(arrived, key, frame.offset);
