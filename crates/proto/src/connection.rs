@@ -16,10 +16,9 @@
 //! before them). Control frames are written ahead of queued data frames, at
 //! frame boundaries only.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::{Config, Role};
@@ -27,6 +26,8 @@ use crate::deflate::{Agreed, Codec};
 use crate::error::{Error, ProtocolError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, apply_mask_at};
+use crate::outbox::Outbox;
+pub use crate::outbox::MAX_QUEUED_PONGS;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 /// The state of the closing handshake (RFC 6455 §7).
@@ -159,118 +160,9 @@ impl MaskKeys {
     }
 }
 
-/// How many automatic pongs may wait unwritten before a new one replaces
-/// the latest: enough that a burst of pings is answered one by one
-/// (Autobahn 2.10), few enough to bound the queue (32 × 131 bytes).
-pub const MAX_QUEUED_PONGS: usize = 32;
-
 /// The smallest payload [`Connection::send_message_bytes`] queues without
 /// copying: below it, a copy costs less than one more piece to write.
 pub const SHARED_PAYLOAD_MIN: usize = 4096;
-
-/// Outgoing frames, encoded, waiting to be written.
-#[derive(Debug, Default)]
-struct Outbox {
-    /// Control frames, each marked if it is an automatic pong.
-    control: VecDeque<(Bytes, bool)>,
-    /// Data frames, each in one piece or in several (a header, then a
-    /// payload shared with the application): each piece is marked if the
-    /// frame continues in the next one.
-    data: VecDeque<(Bytes, bool)>,
-    /// The front data frame is partly written: all of it goes before
-    /// control frames.
-    data_started: bool,
-    /// The front control frame is partly written.
-    control_started: bool,
-    /// Bytes waiting in both queues.
-    len: usize,
-}
-
-impl Outbox {
-    /// The frames in write order.
-    fn ordered(&self) -> impl Iterator<Item = &Bytes> {
-        // A control frame may go between data frames, never inside one.
-        let started = if self.data_started {
-            self.data
-                .iter()
-                .position(|(_, continues)| !continues)
-                .map_or(self.data.len(), |last| last + 1)
-        } else {
-            0
-        };
-        self.data
-            .range(..started)
-            .chain(self.control.iter())
-            .chain(self.data.range(started..))
-            .map(|(bytes, _)| bytes)
-    }
-
-    /// Queues an automatic pong. Past [`MAX_QUEUED_PONGS`] unwritten ones,
-    /// the latest is replaced rather than joined (RFC 6455 §5.5.3 allows
-    /// answering only the most recent ping), so a ping flood from a peer that
-    /// does not read cannot grow the queue.
-    fn push_auto_pong(&mut self, frame: Bytes) {
-        let first_free = usize::from(self.control_started);
-        let waiting = self
-            .control
-            .iter()
-            .skip(first_free)
-            .filter(|(_, auto)| *auto)
-            .count();
-        if waiting >= MAX_QUEUED_PONGS {
-            let last = self
-                .control
-                .iter()
-                .enumerate()
-                .skip(first_free)
-                .rev()
-                .find(|(_, (_, auto))| *auto)
-                .map(|(i, _)| i);
-            if let Some(i) = last {
-                self.len -= self.control[i].0.len();
-                self.control.remove(i);
-            }
-        }
-        self.len += frame.len();
-        self.control.push_back((frame, true));
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        assert!(n <= self.len, "advanced past the queued output");
-        self.len -= n;
-        while n > 0 {
-            let from_data = self.data_started || self.control.is_empty();
-            let front = if from_data {
-                self.data.front_mut()
-            } else {
-                self.control.front_mut()
-            };
-            let Some((front, continues)) = front else {
-                break;
-            };
-            let started = if n >= front.len() {
-                n -= front.len();
-                // A data frame whose next piece is still queued is started.
-                let started = from_data && *continues;
-                if from_data {
-                    self.data.pop_front();
-                } else {
-                    self.control.pop_front();
-                }
-                started
-            } else {
-                front.advance(n);
-                n = 0;
-                true
-            };
-            if from_data {
-                self.data_started = started;
-            } else {
-                self.control_started = started;
-            }
-        }
-    }
-}
 
 /// A WebSocket connection after the opening handshake, in either role.
 #[derive(Debug)]
@@ -286,7 +178,6 @@ pub struct Connection {
     /// Checks the text of a frame received in place.
     utf8_in_place: Utf8Validator,
     message: Option<MessageInProgress>,
-    events: VecDeque<Event>,
     close_received: Option<CloseFrame>,
     close_sent: Option<CloseFrame>,
     error: Option<ProtocolError>,
@@ -294,7 +185,6 @@ pub struct Connection {
     eof_handled: bool,
 
     out: Outbox,
-    arena: BytesMut,
     /// A client's masking keys (a server sends unmasked: it has none,
     /// which keeps an idle server connection small).
     keys: Option<Box<MaskKeys>>,
@@ -329,14 +219,12 @@ impl Connection {
             frame: None,
             utf8_in_place: Utf8Validator::new(),
             message: None,
-            events: VecDeque::new(),
             close_received: None,
             close_sent: None,
             error: None,
             eof: false,
             eof_handled: false,
             out: Outbox::default(),
-            arena: BytesMut::new(),
             keys: (role == Role::Client).then(|| Box::new(MaskKeys::new())),
             sending: None,
         }
@@ -379,7 +267,9 @@ impl Connection {
     /// (even after failing the connection, §7.1.7), and so is told only once
     /// the transport ended: the I/O layer gives up waiting after a timeout.
     pub fn should_close_transport(&self) -> bool {
-        self.state == State::Closed && self.out.len == 0 && (self.role == Role::Server || self.eof)
+        self.state == State::Closed
+            && self.out.len() == 0
+            && (self.role == Role::Server || self.eof)
     }
 
     /// Whether the transport has ended ([`Connection::receive_eof`] was called;
@@ -433,21 +323,23 @@ impl Connection {
     /// matching code and is `Closed`; the error is returned once and kept in
     /// [`Connection::error`].
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(Some(event));
+        match self.process_frames() {
+            Ok(None) => {}
+            Ok(event) => return Ok(event),
+            Err(e) => {
+                self.fail(e.clone());
+                return Err(e);
+            }
         }
-        if let Err(e) = self.process_frames() {
-            self.fail(e.clone());
-            return Err(e);
-        }
-        if self.events.is_empty() && self.eof && !self.eof_handled {
+        let mut event = None;
+        if self.eof && !self.eof_handled {
             // Every complete frame before the end is decoded.
             self.eof_handled = true;
             if self.close_received.is_none() {
                 let frame = CloseFrame::new(CloseCode::Abruptly, "");
                 self.close_received = Some(frame.clone());
                 if self.error.is_none() {
-                    self.events.push_back(Event::Close(frame));
+                    event = Some(Event::Close(frame));
                 }
             }
             self.state = State::Closed;
@@ -455,21 +347,21 @@ impl Connection {
             self.frame = None;
             self.read_buf.clear();
         }
-        Ok(self.events.pop_front())
+        Ok(event)
     }
 
-    fn process_frames(&mut self) -> Result<(), ProtocolError> {
+    fn process_frames(&mut self) -> Result<Option<Event>, ProtocolError> {
         loop {
             if self.state == State::Closed {
                 // RFC 6455 §5.5.1: nothing after the close frame is data.
                 self.read_buf.clear();
-                return Ok(());
+                return Ok(None);
             }
             let mut frame = match self.frame {
                 Some(f) => f,
                 None => {
                     let Some((header, len)) = FrameHeader::decode(&self.read_buf)? else {
-                        return Ok(());
+                        return Ok(None);
                     };
                     self.check_header(&header)?;
                     self.read_buf.advance(len);
@@ -487,15 +379,14 @@ impl Connection {
                 // At most 125 bytes (checked): wait for the whole payload.
                 if available < frame.remaining {
                     self.frame = Some(frame);
-                    return Ok(());
+                    return Ok(None);
                 }
                 self.frame = None;
                 let mut payload = self.read_buf.split_to(frame.remaining as usize);
                 if let Some(key) = h.mask {
                     apply_mask(&mut payload, key);
                 }
-                self.on_control(h.opcode, payload.freeze())?;
-                return Ok(());
+                return self.on_control(h.opcode, payload.freeze()).map(Some);
             }
 
             if frame.in_place(self.message.is_some()) {
@@ -522,7 +413,7 @@ impl Connection {
                 frame.offset = have;
                 if have < len {
                     self.frame = Some(frame);
-                    return Ok(());
+                    return Ok(None);
                 }
                 self.frame = None;
                 let payload = self.read_buf.split_to(len).freeze();
@@ -534,8 +425,7 @@ impl Connection {
                 } else {
                     Event::Binary(payload)
                 };
-                self.events.push_back(event);
-                return Ok(());
+                return Ok(Some(event));
             }
 
             // Streaming path: take what has arrived of this frame.
@@ -591,7 +481,7 @@ impl Connection {
             }
             if frame.remaining > 0 {
                 self.frame = Some(frame);
-                return Ok(());
+                return Ok(None);
             }
             self.frame = None;
             if message_done {
@@ -613,8 +503,7 @@ impl Connection {
                     }
                     MessageKind::Binary => Event::Binary(payload),
                 };
-                self.events.push_back(event);
-                return Ok(());
+                return Ok(Some(event));
             }
         }
     }
@@ -671,19 +560,18 @@ impl Connection {
         Ok(())
     }
 
-    fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), ProtocolError> {
+    fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Event, ProtocolError> {
         match opcode {
             OpCode::Ping => {
                 // §5.5.2: answer with a pong carrying the same payload, unless
                 // we already sent a close frame.
                 if self.state == State::Open {
-                    let pong =
-                        self.encode(OpCode::Pong, true, false, payload.len(), Some(&payload));
+                    let pong = self.encode_control(OpCode::Pong, &payload);
                     self.out.push_auto_pong(pong);
                 }
-                self.events.push_back(Event::Ping(payload));
+                Ok(Event::Ping(payload))
             }
-            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            OpCode::Pong => Ok(Event::Pong(payload)),
             _ => {
                 let frame = CloseFrame::parse(&payload)?
                     .unwrap_or_else(|| CloseFrame::new(CloseCode::NoReason, ""));
@@ -695,10 +583,9 @@ impl Connection {
                 }
                 self.state = State::Closed;
                 self.close_received = Some(frame.clone());
-                self.events.push_back(Event::Close(frame));
+                Ok(Event::Close(frame))
             }
         }
-        Ok(())
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): sends a close frame with the
@@ -908,36 +795,48 @@ impl Connection {
     }
 
     fn queue_control(&mut self, opcode: OpCode, payload: &[u8]) {
-        let frame = self.encode(opcode, true, false, payload.len(), Some(payload));
-        self.out.len += frame.len();
-        self.out.control.push_back((frame, false));
+        let frame = self.encode_control(opcode, payload);
+        self.out.push_control(frame);
     }
 
     fn queue_data(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8]) {
-        let frame = self.encode(opcode, fin, rsv1, payload.len(), Some(payload));
-        self.out.len += frame.len();
-        self.out.data.push_back((frame, false));
+        let (head, head_len, mask) = self.header(opcode, fin, rsv1, payload.len());
+        self.out.push_data(&head[..head_len], payload, |payload| {
+            if let Some(key) = mask {
+                apply_mask(payload, key);
+            }
+        });
     }
 
     /// Queues a data frame as its header and, behind it, `payload` itself.
     fn queue_data_shared(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
         debug_assert_eq!(self.role, Role::Server, "a client's payload is masked");
-        let header = self.encode(opcode, fin, false, payload.len(), None);
-        self.out.len += header.len() + payload.len();
-        self.out.data.push_back((header, true));
-        self.out.data.push_back((payload, false));
+        let (head, head_len, _) = self.header(opcode, fin, false, payload.len());
+        self.out.push_shared(&head[..head_len], payload);
     }
 
-    /// Encodes a frame's header, and its payload (masked as our role
-    /// requires) unless `payload` is `None`.
-    fn encode(
+    /// A control frame, encoded (and masked as our role requires) on its
+    /// own: control frames are few and may jump the data queue.
+    fn encode_control(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        let (head, head_len, mask) = self.header(opcode, true, false, payload.len());
+        let mut frame = Vec::with_capacity(head_len + payload.len());
+        frame.extend_from_slice(&head[..head_len]);
+        frame.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut frame[head_len..], key);
+        }
+        Bytes::from(frame)
+    }
+
+    /// Encodes a frame header; a client's has a fresh masking key (RFC 6455
+    /// §5.3), which is also returned.
+    fn header(
         &mut self,
         opcode: OpCode,
         fin: bool,
         rsv1: bool,
         payload_len: usize,
-        payload: Option<&[u8]>,
-    ) -> Bytes {
+    ) -> ([u8; MAX_HEADER_LEN], usize, Option<[u8; 4]>) {
         let mut header = FrameHeader::new(opcode, payload_len as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
@@ -946,40 +845,24 @@ impl Connection {
         }
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
-        let Some(payload) = payload else {
-            self.arena.reserve(head_len);
-            self.arena.put_slice(&head[..head_len]);
-            return self.arena.split().freeze();
-        };
-        self.arena.reserve(head_len + payload.len());
-        self.arena.put_slice(&head[..head_len]);
-        self.arena.put_slice(payload);
-        if let Some(key) = header.mask {
-            apply_mask(&mut self.arena[head_len..], key);
-        }
-        self.arena.split().freeze()
+        (head, head_len, header.mask)
     }
 
     /// How many bytes wait to be written.
     pub fn pending_output(&self) -> usize {
-        self.out.len
+        self.out.len()
     }
 
     /// Fills `dst` with the bytes to write next, in order, and returns how
     /// many slices it filled. Write them (all or a prefix), then call
     /// [`Connection::advance_transmit`] with the number of bytes written.
     pub fn transmit_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, frame) in dst.iter_mut().zip(self.out.ordered()) {
-            *slot = IoSlice::new(frame);
-            n += 1;
-        }
-        n
+        self.out.transmit_slices(dst)
     }
 
     /// The next contiguous bytes to write (one frame or its rest), if any.
     pub fn transmit_chunk(&self) -> Option<&[u8]> {
-        self.out.ordered().next().map(|b| &b[..])
+        self.out.transmit_chunk()
     }
 
     /// Marks `n` bytes of the output as written.

@@ -18,7 +18,8 @@
 //!
 //! Modules, one concept each: [`close`] (close codes and frames), [`frame`]
 //! (headers), [`mask`], [`utf8`], [`handshake`], [`config`], [`connection`]
-//! (the state machine) and [`error`].
+//! (the state machine), `outbox` (encoded frames waiting to be written)
+//! and [`error`].
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+mod outbox;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

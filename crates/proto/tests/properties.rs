@@ -517,3 +517,74 @@ proptest! {
         prop_assert_eq!(data, expected);
     }
 }
+
+/// One step of [`partial_writes_never_put_a_control_frame_inside_a_data_frame`].
+#[derive(Clone, Debug)]
+enum Step {
+    /// Queue a binary message of this size (shared from 4 KiB up).
+    Send(usize),
+    /// Queue a ping.
+    Ping,
+    /// Write at most this many bytes, over several slices.
+    Write(usize),
+}
+
+/// Writes at most `limit` bytes of `conn`'s output, as a vectored write
+/// that stops short would.
+fn write_some(conn: &mut Connection, limit: usize, wire: &mut Vec<u8>) {
+    let mut slices = [std::io::IoSlice::new(&[]); 8];
+    let n = conn.transmit_slices(&mut slices);
+    let mut taken = 0;
+    for slice in &slices[..n] {
+        let take = slice.len().min(limit - taken);
+        wire.extend_from_slice(&slice[..take]);
+        taken += take;
+    }
+    conn.advance_transmit(taken);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// RFC 6455 §5.4: whatever was written when a ping is queued (part of
+    /// a header, of a copied or of a shared payload, several frames), the
+    /// ping goes between data frames, never inside one; data frames and
+    /// pings each keep their order.
+    #[test]
+    fn partial_writes_never_put_a_control_frame_inside_a_data_frame(
+        steps in vec(prop_oneof![
+            (0usize..9000).prop_map(Step::Send),
+            Just(Step::Ping),
+            (1usize..6000).prop_map(Step::Write),
+        ], 1..30),
+        max_send in 1usize..5000,
+    ) {
+        let mut server = Connection::new(Role::Server, Config::default().max_send_frame_size(max_send));
+        let (mut wire, mut messages, mut pings) = (Vec::new(), Vec::new(), Vec::new());
+        for step in steps {
+            match step {
+                Step::Send(len) => {
+                    let data: Vec<u8> = (0..len).map(|i| (i + messages.len()) as u8).collect();
+                    server.send_message_bytes(MessageKind::Binary, &Bytes::from(data.clone())).unwrap();
+                    messages.push(Event::Binary(data.into()));
+                }
+                Step::Ping => {
+                    let payload = pings.len().to_string();
+                    server.send_ping(payload.as_bytes()).unwrap();
+                    pings.push(Event::Ping(payload.into()));
+                }
+                Step::Write(limit) => write_some(&mut server, limit, &mut wire),
+            }
+        }
+        let pending = server.pending_output();
+        let before = wire.len();
+        wire.extend(take_output(&mut server));
+        prop_assert_eq!(wire.len() - before, pending);
+        let mut client = Connection::new(Role::Client, Config::default());
+        let events = deliver(&mut client, &wire, &[wire.len().max(1)]);
+        let (got_pings, got_data): (Vec<Event>, Vec<Event>) =
+            events.into_iter().partition(|e| matches!(e, Event::Ping(_)));
+        prop_assert_eq!(got_data, messages);
+        prop_assert_eq!(got_pings, pings);
+    }
+}
