@@ -1,8 +1,9 @@
 //! Echo server on dialtone's public API.
 
-use std::task::Poll;
-
 const NAME: &str = "echo_dialtone";
+
+/// Output waiting for a slow peer before the server stops reading.
+const BACKLOG: usize = 64 * 1024;
 
 async fn serve(incoming: dialtone::Incoming) -> dialtone::Result<()> {
     // The request is dropped at once: only the socket stays per connection.
@@ -12,16 +13,12 @@ async fn serve(incoming: dialtone::Incoming) -> dialtone::Result<()> {
         if !msg.is_data() {
             continue; // pings and closes are answered by the library
         }
+        // Written by the next `recv` before it waits for the peer: the
+        // replies to messages that arrived together go out in one write.
         ws.feed(msg)?;
-        // Queue whatever else is already decoded or readable, then write it
-        // all at once.
-        while let Poll::Ready(Some(more)) = ws.try_recv() {
-            let more = more?;
-            if more.is_data() {
-                ws.feed(more)?;
-            }
+        if ws.connection().pending_output() > BACKLOG {
+            ws.flush().await?; // a peer that does not read is not outrun
         }
-        ws.flush().await?;
     }
     Ok(())
 }

@@ -81,6 +81,8 @@ struct Inner<S> {
     pending_error: Option<Box<Error>>,
     /// The peer's close, reported once our answer is written.
     pending_close: Option<Message>,
+    /// Bytes were written since the transport was last flushed.
+    unflushed: bool,
     /// Our side of TCP is shut down (after the closing handshake).
     shutdown: bool,
     /// The transport is done: no more events will come.
@@ -102,16 +104,27 @@ struct Inner<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Writes queued output until it is all written and flushed.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.conn.pending_output() > 0 {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = self.conn.transmit_slices(&mut slices);
-            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?;
+        while let Some(chunk) = self.conn.transmit_chunk() {
+            let io = Pin::new(&mut self.io);
+            let written = if chunk.len() == self.conn.pending_output() {
+                // All in one piece: small frames are queued back to back.
+                ready!(io.poll_write(cx, chunk))?
+            } else {
+                let mut slices = [IoSlice::new(&[]); 32];
+                let n = self.conn.transmit_slices(&mut slices);
+                ready!(io.poll_write_vectored(cx, &slices[..n]))?
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.conn.advance_transmit(written);
+            self.unflushed = true;
         }
-        Pin::new(&mut self.io).poll_flush(cx)
+        if self.unflushed {
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Gives up on the peer: the transport is treated as ended (reported
@@ -380,6 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             read_chunk: FIRST_READ_CHUNK,
             pending_error: None,
             pending_close: None,
+            unflushed: false,
             shutdown: false,
             terminated: false,
             write_waker: None,
@@ -518,8 +532,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
-    /// Queues a message without waiting for it to be written; [`WebSocket::flush`]
-    /// writes everything queued.
+    /// Queues a message without waiting for it to be written.
+    ///
+    /// [`WebSocket::flush`] writes everything queued, and so does receiving
+    /// ([`WebSocket::recv`], the [`Stream`]) before it waits for the peer: a
+    /// loop that receives and feeds replies needs no flush, and the replies
+    /// to messages that arrived together go out in one write. Such a loop
+    /// should still flush when [`Connection::pending_output`] grows large,
+    /// or a peer that sends without reading makes the queue grow.
     pub fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
         self.inner.start_send(&msg.into())
     }

@@ -612,3 +612,31 @@ async fn split_reader_try_recv_takes_what_has_arrived() {
     assert_eq!(got, ["one", "two"].map(Message::text).to_vec());
     assert!(reader.try_recv().is_pending());
 }
+
+/// What `feed` queued goes out when `recv` has nothing to hand over and
+/// waits for the peer, so a receive-and-reply loop needs no `flush`; the
+/// replies to messages that arrived together go out in one write.
+#[tokio::test]
+async fn recv_writes_what_feed_queued_before_waiting() {
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+        while let Some(msg) = ws.recv().await {
+            let msg = msg.unwrap();
+            if msg.is_data() {
+                ws.feed(msg).unwrap(); // no flush
+            }
+        }
+    });
+    let (mut ws, _) = Dialer::new().dial(&url).await.unwrap();
+    for i in 0..3 {
+        ws.send(Message::text(format!("m{i}"))).await.unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), ws.recv())
+            .await
+            .expect("the queued reply was never written");
+        assert_eq!(echo.unwrap().unwrap(), Message::text(format!("m{i}")));
+    }
+    ws.close(CloseCode::Normal, "").await.unwrap();
+    server.await.unwrap();
+}
