@@ -17,6 +17,7 @@
 //! frame boundaries only.
 
 use std::io::IoSlice;
+use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -642,19 +643,11 @@ impl Connection {
         if self.sending.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
-        let max = self.config.max_send_frame_size.max(1);
-        let mut opcode = kind.opcode();
-        let mut start = 0;
-        loop {
-            let end = data.len().min(start + max);
-            let fin = end == data.len();
-            self.queue_data_shared(opcode, fin, data.slice(start..end));
-            if fin {
-                return Ok(());
-            }
-            opcode = OpCode::Continuation;
-            start = end;
+        let max = self.config.max_send_frame_size;
+        for (opcode, range, fin) in frames(kind.opcode(), data.len(), max) {
+            self.queue_data_shared(opcode, fin, data.slice(range));
         }
+        Ok(())
     }
 
     /// Queues a message that is never compressed, e.g. data known to be
@@ -677,26 +670,19 @@ impl Connection {
         if self.sending.is_some() {
             return Err(Error::FragmentedMessageInProgress);
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let payload = match (compress, self.deflate.as_mut()) {
-            (true, Some(codec)) => {
-                codec.compress(data, true, &mut scratch);
-                &scratch[..]
-            }
-            _ => data,
-        };
         let max = self.config.max_send_frame_size;
-        if payload.len() <= max {
-            self.queue_data(kind.opcode(), true, compress, payload);
-        } else {
-            let mut chunks = payload.chunks(max).peekable();
-            let mut opcode = kind.opcode();
-            let mut rsv1 = compress;
-            while let Some(chunk) = chunks.next() {
-                self.queue_data(opcode, chunks.peek().is_none(), rsv1, chunk);
-                opcode = OpCode::Continuation;
-                rsv1 = false;
+        let Some(codec) = self.deflate.as_mut().filter(|_| compress) else {
+            for (opcode, range, fin) in frames(kind.opcode(), data.len(), max) {
+                self.queue_data(opcode, fin, false, &data[range]);
             }
+            return Ok(());
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        codec.compress(data, true, &mut scratch);
+        for (opcode, range, fin) in frames(kind.opcode(), scratch.len(), max) {
+            // RFC 7692 §6: RSV1 marks the first frame of a compressed message.
+            let rsv1 = opcode != OpCode::Continuation;
+            self.queue_data(opcode, fin, rsv1, &scratch[range]);
         }
         scratch.clear();
         if scratch.capacity() > 1 << 20 {
@@ -872,6 +858,23 @@ impl Connection {
     pub fn advance_transmit(&mut self, n: usize) {
         self.out.advance(n);
     }
+}
+
+/// The frames a message payload of `len` bytes goes out in, at most `max`
+/// bytes each (and at least one): each one's opcode (the message's, then
+/// continuations), its range of the payload, and whether it is the last.
+fn frames(
+    opcode: OpCode,
+    len: usize,
+    max: usize,
+) -> impl Iterator<Item = (OpCode, Range<usize>, bool)> {
+    let max = max.max(1);
+    let count = len.div_ceil(max).max(1);
+    (0..count).map(move |i| {
+        let start = i * max;
+        let opcode = if i == 0 { opcode } else { OpCode::Continuation };
+        (opcode, start..len.min(start + max), i + 1 == count)
+    })
 }
 
 fn check_control_len(payload: &[u8]) -> Result<(), Error> {

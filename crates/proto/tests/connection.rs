@@ -767,3 +767,28 @@ fn small_or_masked_payloads_are_copied_into_one_piece() {
     assert!(frames[0].0.mask.is_some());
     assert_eq!(frames[0].1, big);
 }
+
+/// `max_send_frame_size` is a public field: set to 0 directly (the builder
+/// clamps it), it means one byte per frame, not a panic.
+#[test]
+fn a_zero_send_frame_size_sends_one_byte_frames() {
+    let mut config = Config::default();
+    config.max_send_frame_size = 0;
+    for shared in [false, true] {
+        let mut s = Connection::new(Role::Server, config.clone());
+        let data = Bytes::from(vec![5u8; SHARED_PAYLOAD_MIN]);
+        if shared {
+            s.send_message_bytes(MessageKind::Binary, &data).unwrap();
+        } else {
+            s.send_binary(&data).unwrap();
+        }
+        let frames = written(&mut s);
+        assert_eq!(frames.len(), SHARED_PAYLOAD_MIN);
+        assert!(frames.iter().all(|(_, p)| p == &[5]));
+        assert_eq!(frames[0].0.opcode, OpCode::Binary);
+        assert!(frames[1..]
+            .iter()
+            .all(|(h, _)| h.opcode == OpCode::Continuation));
+        assert!(frames.last().unwrap().0.fin);
+    }
+}
