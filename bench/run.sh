@@ -231,6 +231,13 @@ median() {
   grep . <<<"$lines" | sort -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'
 }
 
+# best PEER CONNS SIZE -> the same, of the fastest run
+best() {
+  local lines=${runs["$1 $2 $3"]:-}
+  if grep -q fail <<<"$lines"; then echo fail; return; fi
+  grep . <<<"$lines" | sort -g | tail -n 1
+}
+
 points=()
 for c in $CONNS; do
   for s in $SIZES; do
@@ -311,6 +318,52 @@ if [ -z "$rev" ]; then
   if [ -n "$(git -C "$root" status --porcelain -- crates 2>/dev/null)" ]; then rev+=" with uncommitted changes"; fi
 fi
 fmt_int() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
+# table STAT: the throughput table, each point's run chosen by STAT
+# (median or best)
+table() {
+  local stat=$1 p c s row base base_rate peer m rate ccpu other cell marked= noisy=
+  header="| conns | size |"
+  rule="|---:|---:|"
+  for peer in $PEERS; do
+    header+=" $peer msgs/s |"
+    rule+="---:|"
+  done
+  header+=" dialtone MiB/s |"
+  rule+="---:|"
+  echo "$header"
+  echo "$rule"
+  for p in "${points[@]}"; do
+    read -r c s <<<"$p"
+    row="| $c | $(size_label "$s") |"
+    base=$($stat dialtone "$c" "$s")
+    base_rate=${base%% *}
+    for peer in $PEERS; do
+      m=$($stat "$peer" "$c" "$s")
+      if [ "$m" = fail ] || [ -z "$m" ]; then row+=" fail |"; continue; fi
+      read -r rate ccpu other <<<"$m"
+      cell=$(fmt_int "$rate")
+      if awk -v c="$ccpu" 'BEGIN { exit !(c >= 0.95) }'; then cell+="†"; marked=1; fi
+      if awk -v o="${other:-0}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then cell+="*"; noisy=1; fi
+      if [ "$peer" != dialtone ] && [ -n "$base_rate" ] && [ "$base" != fail ]; then
+        cell+=" ($(awk -v a="$rate" -v b="$base_rate" 'BEGIN { printf "%.2f", a / b }')×)"
+      fi
+      row+=" $cell |"
+    done
+    if [ -n "$base_rate" ] && [ "$base" != fail ]; then
+      row+=" $(awk -v r="$base_rate" -v s="$s" 'BEGIN { printf "%.1f", r * s / 1048576 }') |"
+    else row+=" – |"; fi
+    echo "$row"
+  done
+  echo
+  echo "A peer's ratio is its msgs/s divided by dialtone's: above 1 the peer is faster. MiB/s is payload echoed per second, one way."
+  if [ -n "$marked" ]; then
+    echo "† the load generator used ≥ 95 % of its core in the $stat run: the figure is a floor for that server, not its limit."
+  fi
+  if [ -n "$noisy" ]; then
+    echo "\* other processes used more than $OTHER_MAX cores during the $stat run, even after $RETRIES retries: the figure is unreliable."
+  fi
+}
+
 {
   echo "# dialtone echo benchmark"
   echo
@@ -319,47 +372,12 @@ fmt_int() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
   echo "Server on CPU $SERVER_CPU, load generator on CPU $CLIENT_CPU, $iso; ${WARMUP} s warm-up + ${DURATION} s measured per run; median of $REPEATS run(s); $INFLIGHT message(s) in flight per connection; binary messages. Run took ${elapsed} s."
   echo
   if [ "${#points[@]}" -gt 0 ]; then
-    header="| conns | size |"
-    rule="|---:|---:|"
-    for peer in $PEERS; do
-      header+=" $peer msgs/s |"
-      rule+="---:|"
-    done
-    header+=" dialtone MiB/s |"
-    rule+="---:|"
-    echo "$header"
-    echo "$rule"
-    marked=
-    noisy=
-    for p in "${points[@]}"; do
-      read -r c s <<<"$p"
-      row="| $c | $(size_label "$s") |"
-      base=$(median dialtone "$c" "$s")
-      base_rate=${base%% *}
-      for peer in $PEERS; do
-        m=$(median "$peer" "$c" "$s")
-        if [ "$m" = fail ] || [ -z "$m" ]; then row+=" fail |"; continue; fi
-        read -r rate ccpu other <<<"$m"
-        cell=$(fmt_int "$rate")
-        if awk -v c="$ccpu" 'BEGIN { exit !(c >= 0.95) }'; then cell+="†"; marked=1; fi
-        if awk -v o="${other:-0}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then cell+="*"; noisy=1; fi
-        if [ "$peer" != dialtone ] && [ -n "$base_rate" ] && [ "$base" != fail ]; then
-          cell+=" ($(awk -v a="$rate" -v b="$base_rate" 'BEGIN { printf "%.2f", a / b }')×)"
-        fi
-        row+=" $cell |"
-      done
-      if [ -n "$base_rate" ] && [ "$base" != fail ]; then
-        row+=" $(awk -v r="$base_rate" -v s="$s" 'BEGIN { printf "%.1f", r * s / 1048576 }') |"
-      else row+=" – |"; fi
-      echo "$row"
-    done
-    echo
-    echo "A peer's ratio is its msgs/s divided by dialtone's: above 1 the peer is faster. MiB/s is payload echoed per second, one way."
-    if [ -n "$marked" ]; then
-      echo "† the load generator used ≥ 95 % of its core in the median run: the figure is a floor for that server, not its limit."
-    fi
-    if [ -n "$noisy" ]; then
-      echo "\* other processes used more than $OTHER_MAX cores during the median run, even after $RETRIES retries: the figure is unreliable."
+    table median
+    if [ "$REPEATS" -ge 3 ]; then
+      echo
+      echo "The fastest of the $REPEATS runs of each server (runs are often bimodal, every server alike: the median may fall in either mode):"
+      echo
+      table best
     fi
   fi
   if [ "$IDLE_CONNS" -gt 0 ]; then
