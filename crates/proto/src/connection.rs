@@ -816,6 +816,7 @@ impl Connection {
 
     /// Encodes a frame header; a client's has a fresh masking key (RFC 6455
     /// §5.3), which is also returned.
+    #[inline]
     fn header(
         &mut self,
         opcode: OpCode,

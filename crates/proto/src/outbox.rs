@@ -238,6 +238,13 @@ impl Outbox {
     /// If `n` exceeds [`Outbox::len`].
     pub(crate) fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advanced past the queued output");
+        if n == self.len && self.control.is_empty() && self.shared.is_empty() {
+            // The common case: every data frame was written at once.
+            self.len = 0;
+            self.ends.clear();
+            self.data_started = false;
+            return self.reset_data();
+        }
         self.len -= n;
         while n > 0 {
             if self.data_started || self.control.is_empty() {
@@ -257,12 +264,17 @@ impl Outbox {
         }
         if self.written == self.data.len() && self.shared.is_empty() {
             debug_assert!(self.ends.is_empty());
-            self.written = 0;
-            if self.data.capacity() > KEEP_CAPACITY {
-                self.data = Vec::new();
-            } else {
-                self.data.clear();
-            }
+            self.reset_data();
+        }
+    }
+
+    /// Empties `data`, all of it written.
+    fn reset_data(&mut self) {
+        self.written = 0;
+        if self.data.capacity() > KEEP_CAPACITY {
+            self.data = Vec::new();
+        } else {
+            self.data.clear();
         }
     }
 
