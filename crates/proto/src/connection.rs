@@ -127,12 +127,6 @@ struct MaskKeys {
     used: usize,
 }
 
-impl Default for MaskKeys {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MaskKeys {
     fn new() -> Self {
         MaskKeys {
@@ -620,11 +614,7 @@ impl Connection {
     /// [`Config::max_send_frame_size`] bytes; compressed if permessage-deflate
     /// was negotiated and the message is not below its threshold.
     pub fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), Error> {
-        let compress = self
-            .deflate
-            .as_ref()
-            .is_some_and(|d| d.should_compress(data.len()));
-        self.send_message_inner(kind, data, compress)
+        self.send_message_inner(kind, data, self.compresses(data.len()))
     }
 
     /// Queues a message held in [`Bytes`], like [`Connection::send_message`].
@@ -632,22 +622,25 @@ impl Connection {
     /// bytes is not copied: its frames are written from `data` itself (a
     /// reference to it is kept), behind their headers.
     pub fn send_message_bytes(&mut self, kind: MessageKind, data: &Bytes) -> Result<(), Error> {
-        let compress = self
-            .deflate
-            .as_ref()
-            .is_some_and(|d| d.should_compress(data.len()));
-        if compress || self.role == Role::Client || data.len() < SHARED_PAYLOAD_MIN {
-            return self.send_message_inner(kind, data, compress);
+        if self.role == Role::Client
+            || data.len() < SHARED_PAYLOAD_MIN
+            || self.compresses(data.len())
+        {
+            return self.send_message(kind, data);
         }
-        self.check_can_send()?;
-        if self.sending.is_some() {
-            return Err(Error::FragmentedMessageInProgress);
-        }
+        self.check_can_start_message()?;
         let max = self.config.max_send_frame_size;
         for (opcode, range, fin) in frames(kind.opcode(), data.len(), max) {
             self.queue_data_shared(opcode, fin, data.slice(range));
         }
         Ok(())
+    }
+
+    /// Whether a message of `len` bytes is sent compressed.
+    fn compresses(&self, len: usize) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|d| d.should_compress(len))
     }
 
     /// Queues a message that is never compressed, e.g. data known to be
@@ -666,10 +659,7 @@ impl Connection {
         data: &[u8],
         compress: bool,
     ) -> Result<(), Error> {
-        self.check_can_send()?;
-        if self.sending.is_some() {
-            return Err(Error::FragmentedMessageInProgress);
-        }
+        self.check_can_start_message()?;
         let max = self.config.max_send_frame_size;
         let Some(codec) = self.deflate.as_mut().filter(|_| compress) else {
             for (opcode, range, fin) in frames(kind.opcode(), data.len(), max) {
@@ -761,6 +751,16 @@ impl Connection {
         Ok(())
     }
 
+    /// A whole message may be queued: the connection is open and no
+    /// message is being sent in fragments.
+    fn check_can_start_message(&self) -> Result<(), Error> {
+        self.check_can_send()?;
+        if self.sending.is_some() {
+            return Err(Error::FragmentedMessageInProgress);
+        }
+        Ok(())
+    }
+
     fn check_can_send(&self) -> Result<(), Error> {
         if self.state == State::Open {
             Ok(())
@@ -827,9 +827,8 @@ impl Connection {
         let mut header = FrameHeader::new(opcode, payload_len as u64);
         header.fin = fin;
         header.rsv1 = rsv1;
-        if self.role == Role::Client {
-            header.mask = Some(self.keys.get_or_insert_with(Default::default).next());
-        }
+        // Only a client has keys (RFC 6455 §5.3: it masks every frame).
+        header.mask = self.keys.as_mut().map(|keys| keys.next());
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
         (head, head_len, header.mask)

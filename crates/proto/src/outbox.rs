@@ -153,7 +153,7 @@ impl Outbox {
 
     /// Calls `visit` with each piece of the output, in write order, until it
     /// returns `false`.
-    pub(crate) fn pieces<'a>(&'a self, mut visit: impl FnMut(&'a [u8]) -> bool) {
+    fn pieces<'a>(&'a self, mut visit: impl FnMut(&'a [u8]) -> bool) {
         if self.control.is_empty() && self.shared.is_empty() {
             // The common case: data frames only, in one piece.
             if self.written < self.data.len() {
