@@ -18,13 +18,14 @@
 
 use std::io::IoSlice;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
-use crate::config::{Config, Role};
+use crate::config::{Config, Role, Timeouts};
 use crate::deflate::{Agreed, Codec};
-use crate::error::{Error, ProtocolError};
+use crate::error::{Error, KeepaliveTimeout, ProtocolError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::{apply_mask, apply_mask_at};
 use crate::outbox::Outbox;
@@ -155,6 +156,22 @@ impl MaskKeys {
     }
 }
 
+/// When each timer of [`Timeouts`] is due, from the times handed to
+/// [`Connection::handle_timeout`]; `None`: not running.
+#[derive(Debug, Default)]
+struct Clock {
+    /// Bytes arrived since the last `handle_timeout`, which restarts the
+    /// idle timer at its `now`.
+    active: bool,
+    /// When the idle timer last (re)started.
+    last_active: Option<Instant>,
+    next_ping: Option<Instant>,
+    /// While a keepalive ping is unanswered.
+    pong_by: Option<Instant>,
+    /// Once the connection is no longer open.
+    close_by: Option<Instant>,
+}
+
 /// The smallest payload [`Connection::send_message_bytes`] queues without
 /// copying: below it, a copy costs less than one more piece to write.
 pub const SHARED_PAYLOAD_MIN: usize = 4096;
@@ -178,6 +195,12 @@ pub struct Connection {
     error: Option<ProtocolError>,
     eof: bool,
     eof_handled: bool,
+    /// The transport was given up ([`Connection::abort`]).
+    aborted: bool,
+    /// `read_buf.len()` when the connection last looked: more means bytes
+    /// arrived (the I/O layer may fill the buffer directly).
+    read_seen: usize,
+    clock: Clock,
 
     out: Outbox,
     /// A client's masking keys (a server sends unmasked: it has none,
@@ -219,6 +242,9 @@ impl Connection {
             error: None,
             eof: false,
             eof_handled: false,
+            aborted: false,
+            read_seen: 0,
+            clock: Clock::default(),
             out: Outbox::default(),
             keys: (role == Role::Client).then(|| Box::new(MaskKeys::new())),
             sending: None,
@@ -256,15 +282,160 @@ impl Connection {
         self.error.as_ref()
     }
 
-    /// Whether the transport should be closed now: close frames went both
-    /// ways (or the connection failed) and all output is written. A server
-    /// closes first (RFC 6455 §7.1.1); a client waits for the server to close
-    /// (even after failing the connection, §7.1.7), and so is told only once
-    /// the transport ended: the I/O layer gives up waiting after a timeout.
+    /// Whether our side of the transport should be shut down now (TCP
+    /// `FIN`, TLS `close_notify`): close frames went both ways (or the
+    /// connection failed) and all output is written. A server closes first
+    /// (RFC 6455 §7.1.1); a client waits for the server to close (even after
+    /// failing the connection, §7.1.7), and so is told only once the
+    /// transport ended, or never if the close timeout gave up on it
+    /// ([`Connection::abort`]). Once true it stays true, but for an abort;
+    /// shut down once.
     pub fn should_close_transport(&self) -> bool {
-        self.state == State::Closed
+        !self.aborted
+            && self.state == State::Closed
             && self.out.len() == 0
             && (self.role == Role::Server || self.eof)
+    }
+
+    /// Whether the connection is over: every event was returned, the
+    /// transport ended (or was given up) and nothing is left to write. The
+    /// I/O layer stops then (after shutting the transport down if
+    /// [`Connection::should_close_transport`] says so).
+    pub fn is_finished(&self) -> bool {
+        self.eof_handled && self.pending_output() == 0
+    }
+
+    /// Gives up on the transport: it failed, or the peer did not finish in
+    /// time. Nothing more is written (what is queued is dropped) or sent;
+    /// the bytes already received are still decoded, then a missing close
+    /// frame is reported as [`CloseCode::Abruptly`] (1006), and the
+    /// connection is finished.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+        self.eof = true;
+        self.out = Outbox::default();
+        self.sending = None;
+    }
+
+    /// Whether the transport was given up ([`Connection::abort`], or a
+    /// timeout of [`Connection::handle_timeout`]): what was queued and not
+    /// written then is lost.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    // ----- time -----
+
+    /// Replaces the deadlines ([`Config::timeouts`]); the timers start again
+    /// at the next [`Connection::handle_timeout`].
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.config.timeouts = timeouts;
+        self.clock = Clock::default();
+    }
+
+    /// When [`Connection::handle_timeout`] should next be called, if a timer
+    /// runs: the next keepalive ping, the pong deadline or the idle timeout
+    /// while open, the close timeout after. Timers start at the first
+    /// `handle_timeout` that finds them needed, so `None` may mean "not yet
+    /// started".
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.aborted {
+            return None;
+        }
+        let clock = &self.clock;
+        if self.state != State::Open {
+            return clock.close_by;
+        }
+        let idle = self
+            .idle_timeout()
+            .and_then(|idle| clock.last_active?.checked_add(idle));
+        [clock.next_ping, clock.pong_by, idle]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Hands the connection the time. Call it when the transport has
+    /// nothing more to read (and output is written or blocked), before
+    /// waiting until [`Connection::poll_timeout`]; and when that deadline
+    /// passed even though bytes keep arriving. Bytes received count as
+    /// activity at this `now`, so data waiting unread in the transport
+    /// never times a slow reader out; the close timeout runs regardless.
+    ///
+    /// It acts on the timers due by `now` that were running before the
+    /// call, and starts the ones needed (which thus never fire in the call
+    /// that starts them):
+    ///
+    /// - keepalive: queues a ping (and, if none is unanswered, starts the
+    ///   pong deadline); on a missed pong deadline, aborts the connection
+    ///   ([`Connection::abort`]: `Abruptly` is reported next) and returns
+    ///   the error, for the I/O layer to report first;
+    /// - idle timeout: starts the closing handshake with
+    ///   [`CloseCode::GoingAway`] and the reason `"idle timeout"`;
+    /// - close timeout: aborts the connection.
+    ///
+    /// Keepalive and the idle timeout act only while the connection is
+    /// open; once a close frame went out or came in, the close timeout takes
+    /// over.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), KeepaliveTimeout> {
+        self.note_received();
+        if self.aborted {
+            return Ok(());
+        }
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        let idle = self.idle_timeout();
+        let keepalive = self
+            .config
+            .timeouts
+            .keepalive
+            .filter(|k| !k.interval.is_zero());
+        if self.state == State::Open {
+            if std::mem::take(&mut self.clock.active) {
+                self.clock.last_active = Some(now);
+            }
+            let idle_at = idle.and_then(|idle| self.clock.last_active?.checked_add(idle));
+            if due(idle_at) {
+                // Cannot fail: the code is sendable and the state is open.
+                let _ = self.close(CloseFrame::new(CloseCode::GoingAway, "idle timeout"));
+            } else if let (true, Some(k)) = (due(self.clock.pong_by), keepalive) {
+                self.abort();
+                return Err(KeepaliveTimeout(k.pong_deadline));
+            } else if let (true, Some(k)) = (due(self.clock.next_ping), keepalive) {
+                self.queue_control(OpCode::Ping, &[]);
+                self.clock.next_ping = now.checked_add(k.interval);
+                if self.clock.pong_by.is_none() {
+                    self.clock.pong_by = now.checked_add(k.pong_deadline);
+                }
+            }
+        }
+        // Start what is needed and not running.
+        if self.state == State::Open {
+            if idle.is_some() && self.clock.last_active.is_none() {
+                self.clock.last_active = Some(now);
+            }
+            if let (None, Some(k)) = (self.clock.next_ping, keepalive) {
+                self.clock.next_ping = now.checked_add(k.interval);
+            }
+        } else if due(self.clock.close_by) {
+            self.abort();
+        } else if self.clock.close_by.is_none() {
+            self.clock.close_by = now.checked_add(self.config.timeouts.close);
+        }
+        Ok(())
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.config.timeouts.idle.filter(|idle| !idle.is_zero())
+    }
+
+    /// Notices bytes the I/O layer added to the read buffer: any bytes from
+    /// the peer stop the pong deadline, and restart the idle timer.
+    fn note_received(&mut self) {
+        if self.read_buf.len() != self.read_seen {
+            self.read_seen = self.read_buf.len();
+            self.clock.active = true;
+            self.clock.pong_by = None;
+        }
     }
 
     /// Whether the transport has ended ([`Connection::receive_eof`] was called;
@@ -318,6 +489,13 @@ impl Connection {
     /// matching code and is `Closed`; the error is returned once and kept in
     /// [`Connection::error`].
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        self.note_received();
+        let event = self.decode_event();
+        self.read_seen = self.read_buf.len();
+        event
+    }
+
+    fn decode_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         match self.process_frames() {
             Ok(None) => {}
             Ok(event) => return Ok(event),
@@ -762,7 +940,7 @@ impl Connection {
     }
 
     fn check_can_send(&self) -> Result<(), Error> {
-        if self.state == State::Open {
+        if self.state == State::Open && !self.aborted {
             Ok(())
         } else {
             Err(Error::Closed)
@@ -836,18 +1014,28 @@ impl Connection {
 
     /// How many bytes wait to be written.
     pub fn pending_output(&self) -> usize {
-        self.out.len()
+        if self.aborted {
+            0
+        } else {
+            self.out.len()
+        }
     }
 
     /// Fills `dst` with the bytes to write next, in order, and returns how
     /// many slices it filled. Write them (all or a prefix), then call
     /// [`Connection::advance_transmit`] with the number of bytes written.
     pub fn transmit_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        if self.aborted {
+            return 0;
+        }
         self.out.transmit_slices(dst)
     }
 
     /// The next contiguous bytes to write (one frame or its rest), if any.
     pub fn transmit_chunk(&self) -> Option<&[u8]> {
+        if self.aborted {
+            return None;
+        }
         self.out.transmit_chunk()
     }
 
@@ -856,7 +1044,9 @@ impl Connection {
     /// # Panics
     /// If `n` exceeds [`Connection::pending_output`].
     pub fn advance_transmit(&mut self, n: usize) {
-        self.out.advance(n);
+        if !self.aborted {
+            self.out.advance(n);
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! the close code that answers it. An [`Error`] is something the caller asked
 //! for that cannot be done.
 
+use std::time::Duration;
+
 use crate::close::CloseCode;
 use crate::handshake::HandshakeError;
 
@@ -114,3 +116,11 @@ pub enum Error {
     #[error("control frame payload of {0} bytes exceeds 125")]
     ControlPayloadTooLong(usize),
 }
+
+/// No bytes came from the peer within the keepalive's pong deadline (the
+/// duration held), so the connection was dropped without a closing
+/// handshake: see [`Timeouts`](crate::config::Timeouts) and
+/// [`Connection::handle_timeout`](crate::Connection::handle_timeout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no answer to a keepalive ping within {0:?}")]
+pub struct KeepaliveTimeout(pub Duration);

@@ -36,10 +36,10 @@ mod outbox;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use config::{Config, Role};
+pub use config::{Config, Keepalive, Role, Timeouts};
 pub use connection::{Connection, Event, MessageKind, State, SHARED_PAYLOAD_MIN};
 pub use deflate::{Agreed, Deflate};
-pub use error::{Error, ProtocolError};
+pub use error::{Error, KeepaliveTimeout, ProtocolError};
 pub use handshake::{ClientHandshake, HandshakeError, Reject, ResponseHead};
 pub use utf8::Utf8Bytes;
 
