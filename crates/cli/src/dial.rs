@@ -185,7 +185,7 @@ fn dialer(args: &DialArgs) -> Result<Dialer> {
         d = d.danger_accept_invalid_certs(true);
     }
     if let Some(every) = args.ping_interval {
-        d = d.keepalive(every, every);
+        d = d.timeouts(dialtone::Timeouts::default().keepalive(every, every));
     }
     Ok(d)
 }

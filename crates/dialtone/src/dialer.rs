@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::cookies::CookieJar;
 use crate::error::{Error, Rejection, Result};
 use crate::handshake::{client_step, connect_host, parse_url, target, Response, HANDSHAKE_READ};
-use crate::socket::{WebSocket, DEFAULT_CLOSE_TIMEOUT};
+use crate::socket::WebSocket;
 use crate::transport::Transport;
 
 /// The default `User-Agent`: `dialtone/<version>`.
@@ -40,13 +40,10 @@ pub const DEFAULT_USER_AGENT: &str = concat!("dialtone/", env!("CARGO_PKG_VERSIO
 pub struct Dialer {
     config: Config,
     timeout: Duration,
-    close_timeout: Duration,
     protocols: Vec<String>,
     user_agent: Option<String>,
     origin: Option<String>,
     headers: Vec<(String, String)>,
-    keepalive: Option<(Duration, Duration)>,
-    idle_timeout: Option<Duration>,
     auth: Option<Auth>,
     cookies: Option<CookieJar>,
     max_redirects: usize,
@@ -95,13 +92,10 @@ impl Default for Dialer {
         Dialer {
             config: Config::default(),
             timeout: Self::DEFAULT_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
             protocols: Vec::new(),
             user_agent: Some(DEFAULT_USER_AGENT.to_owned()),
             origin: None,
             headers: Vec::new(),
-            keepalive: None,
-            idle_timeout: None,
             auth: None,
             cookies: None,
             max_redirects: Self::DEFAULT_MAX_REDIRECTS,
@@ -124,8 +118,9 @@ impl Dialer {
         Self::default()
     }
 
-    /// Sets limits (frame, message and handshake sizes, outgoing frame size)
-    /// and the permessage-deflate offers ([`Config::deflate`]).
+    /// Sets limits (frame, message and handshake sizes, outgoing frame size),
+    /// the permessage-deflate offers ([`Config::deflate`]) and the timeouts
+    /// ([`Config::timeouts`]: set [`Dialer::timeouts`] after this).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -137,9 +132,10 @@ impl Dialer {
         self
     }
 
-    /// Sets how long to wait for the server's part of the closing handshake.
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+    /// Sets the connection's close timeout, keepalive and idle timeout (see
+    /// [`Timeouts`](dialtone_proto::Timeouts)).
+    pub fn timeouts(mut self, timeouts: dialtone_proto::Timeouts) -> Self {
+        self.config.timeouts = timeouts;
         self
     }
 
@@ -173,21 +169,6 @@ impl Dialer {
     /// info (`ws://user:pw@host/`) are sent as Basic without this.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);
-        self
-    }
-
-    /// Pings the server every `interval` once connected; if nothing comes
-    /// back within `pong_deadline`, the connection is dropped and reported
-    /// as a timeout, then `Abruptly` (see [`WebSocket::set_keepalive`]).
-    pub fn keepalive(mut self, interval: Duration, pong_deadline: Duration) -> Self {
-        self.keepalive = Some((interval, pong_deadline));
-        self
-    }
-
-    /// Closes the connection with `GoingAway` when nothing arrives from the
-    /// server for this long (see [`WebSocket::set_idle_timeout`]).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = Some(timeout);
         self
     }
 
@@ -468,12 +449,7 @@ impl Dialer {
                 return Err(Error::Rejected(Box::new(Rejection::from_head(head, body))));
             }
             let (conn, response) = client_step(&request, &self.config, head, len, &mut buf, url)?;
-            let mut ws = WebSocket::from_connection(io, conn, response.protocol.clone());
-            ws.set_close_timeout(self.close_timeout);
-            if let Some((interval, deadline)) = self.keepalive {
-                ws.set_keepalive(Some(interval), deadline);
-            }
-            ws.set_idle_timeout(self.idle_timeout);
+            let ws = WebSocket::from_connection(io, conn, response.protocol.clone());
             return Ok((ws, response));
         }
     }

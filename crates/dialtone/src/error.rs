@@ -104,6 +104,12 @@ impl From<dialtone_proto::Error> for Error {
     }
 }
 
+impl From<dialtone_proto::KeepaliveTimeout> for Error {
+    fn from(e: dialtone_proto::KeepaliveTimeout) -> Self {
+        Error::Timeout(e.0)
+    }
+}
+
 /// A refusal of our handshake by the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {

@@ -68,9 +68,6 @@ pub struct Acceptor {
     pub(crate) config: Config,
     pub(crate) protocols: Vec<String>,
     pub(crate) handshake_timeout: Duration,
-    pub(crate) close_timeout: Duration,
-    pub(crate) keepalive: Option<(Duration, Duration)>,
-    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) callback: Option<Arc<RequestCallback>>,
     /// Handshakes in progress at once, shared by clones of this acceptor.
     pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
@@ -82,7 +79,6 @@ impl std::fmt::Debug for Acceptor {
             .field("config", &self.config)
             .field("protocols", &self.protocols)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("close_timeout", &self.close_timeout)
             .field("callback", &self.callback.is_some())
             .finish()
     }
@@ -94,9 +90,6 @@ impl Default for Acceptor {
             config: Config::default(),
             protocols: Vec::new(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
-            close_timeout: crate::socket::DEFAULT_CLOSE_TIMEOUT,
-            keepalive: None,
-            idle_timeout: None,
             callback: None,
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
@@ -127,8 +120,9 @@ impl Acceptor {
         Self::default()
     }
 
-    /// Sets limits (frame, message and handshake sizes) and the
-    /// permessage-deflate policies ([`Config::deflate`]).
+    /// Sets limits (frame, message and handshake sizes), the
+    /// permessage-deflate policies ([`Config::deflate`]) and the timeouts
+    /// ([`Config::timeouts`]: set [`Acceptor::timeouts`] after this).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -147,23 +141,10 @@ impl Acceptor {
         self
     }
 
-    /// Pings each client every `interval`; one that does not answer within
-    /// `pong_deadline` is dropped.
-    pub fn keepalive(mut self, interval: Duration, pong_deadline: Duration) -> Self {
-        self.keepalive = Some((interval, pong_deadline));
-        self
-    }
-
-    /// Closes connections with `GoingAway` when nothing arrives from the
-    /// client for this long.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = Some(timeout);
-        self
-    }
-
-    /// Sets how long to wait for the peer's part of the closing handshake.
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+    /// Sets the accepted connections' close timeout, keepalive and idle
+    /// timeout (see [`Timeouts`](dialtone_proto::Timeouts)).
+    pub fn timeouts(mut self, timeouts: dialtone_proto::Timeouts) -> Self {
+        self.config.timeouts = timeouts;
         self
     }
 

@@ -116,12 +116,7 @@ impl Acceptor {
                 let outcome = *outcome;
                 io.write_all(&outcome.answer).await?;
                 io.flush().await?;
-                let mut ws = WebSocket::from_connection(io, outcome.conn, outcome.protocol);
-                ws.set_close_timeout(self.close_timeout);
-                if let Some((interval, deadline)) = self.keepalive {
-                    ws.set_keepalive(Some(interval), deadline);
-                }
-                ws.set_idle_timeout(self.idle_timeout);
+                let ws = WebSocket::from_connection(io, outcome.conn, outcome.protocol);
                 Ok(Accepted::WebSocket(Box::new(Upgraded {
                     ws,
                     request: outcome.request,

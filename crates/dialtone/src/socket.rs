@@ -1,46 +1,46 @@
 //! [`WebSocket`]: a `dialtone_proto::Connection` driven over any tokio
 //! `AsyncRead + AsyncWrite` transport.
 //!
-//! The socket only moves bytes: every protocol rule is the core's. What it
-//! adds is what needs a clock or a transport: waiting for the peer's close
-//! with a timeout, closing TCP at the right moment, backpressure, and the
-//! optional keepalive pings and idle timeout.
+//! The socket only moves bytes and keeps time: every protocol, closing and
+//! timing rule is the core's. Receiving ([`WebSocket::recv`], the
+//! [`Stream`], a [`WsReader`], a stream-mode reader) is what drives it: it
+//! writes what the core queued, shuts the transport down when
+//! [`Connection::should_close_transport`] says so, reads, and when the
+//! transport has nothing more to read hands the core the time and sleeps
+//! until [`Connection::poll_timeout`] (one timer).
 //!
-//! # Keepalive and idle timeout
+//! # Timeouts
 //!
-//! Both are off by default and are driven by receiving: their timers run
-//! while the socket is being received from ([`WebSocket::recv`], the
-//! [`Stream`], a [`WsReader`], a stream-mode reader), which is also the only
-//! way to see what they did. They act only while the connection is open;
-//! once a close frame went out, the close timeout takes over.
+//! [`Timeouts`] (set on the [`Dialer`](crate::Dialer), the
+//! [`Acceptor`](crate::Acceptor) or with [`WebSocket::set_timeouts`]) says
+//! what happens when: the close timeout bounds the closing handshake;
+//! keepalive and the idle timeout are off by default. What the application
+//! sees:
 //!
-//! - [`WebSocket::set_keepalive`]: every `interval` a ping (empty payload)
-//!   is queued. The first unanswered ping starts a `pong_deadline`; any
-//!   bytes received stop it (a pong, or anything else from the peer: its
-//!   pong may be stuck behind a long message). When it passes, the
-//!   connection is dropped without a closing handshake (the peer is
-//!   presumed unreachable): the next receive returns
+//! - a missed keepalive pong deadline: the connection is dropped without a
+//!   closing handshake; the next receive returns
 //!   [`Error::Timeout`]`(pong_deadline)`, then a `Message::Close` with
 //!   [`CloseCode::Abruptly`] (1006, also in [`WebSocket::close_received`]),
-//!   then `None`. The transport is closed when the socket is dropped.
-//! - [`WebSocket::set_idle_timeout`]: when no bytes at all arrived from the
-//!   peer for that long (pongs to keepalive pings count), the socket starts
-//!   the closing handshake with [`CloseCode::GoingAway`] (1001, reason
-//!   `"idle timeout"`, in [`Connection::close_sent`]); receiving goes on as
-//!   for any close: the peer's close frame, then `None` — or, if the peer
-//!   does not answer within the close timeout, `Abruptly` and `None`.
+//!   then `None`; a [`WsWriter`] waiting to send fails with
+//!   [`Error::Closed`]. The transport is closed when the socket is dropped.
+//! - the idle timeout: the closing handshake starts with
+//!   [`CloseCode::GoingAway`] (1001, reason `"idle timeout"`, in
+//!   [`Connection::close_sent`]); receiving goes on as for any close: the
+//!   peer's close frame, then `None`, or, if the peer does not answer
+//!   within the close timeout, `Abruptly` and `None`.
 //!
-//! Time is measured only once the transport has nothing more to read, so a
-//! slow application is never timed out by bytes already waiting for it.
+//! The timers run while the socket is being received from, which is also
+//! the only way to see what they did, and time is measured only once the
+//! transport has nothing more to read, so a slow application is never
+//! timed out by bytes already waiting for it.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Duration;
 
-use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Role, State};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, Event, MessageKind, State, Timeouts};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,10 +48,6 @@ use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
-
-/// How long to wait for the peer's side of the closing handshake (its close
-/// frame, or its closing of TCP) before dropping the connection. As in EFL.
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads go into the connection's buffer in pieces of at least this size,
 /// once a read has filled the buffer ...
@@ -67,38 +63,25 @@ pub(crate) const MAX_READ_RESERVE: usize = 1 << 20;
 /// `poll_ready` waits for the output to drain below this many bytes.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
-/// The transport and the core, and the state of the transport's closing.
+/// The transport and the core.
 #[derive(Debug)]
 struct Inner<S> {
     io: S,
     conn: Connection,
-    close_timeout: Duration,
-    close_timer: Option<Pin<Box<Sleep>>>,
+    /// Sleeps until the core's next deadline. (Made at the first one: a
+    /// connection without timers running has none.)
+    timer: Option<Pin<Box<Sleep>>>,
     /// The size reads go in: FIRST_READ_CHUNK, then READ_CHUNK.
     read_chunk: usize,
-    /// An error to report from the next receive.
-    /// (Boxed: it is rare, and `Error` is large.)
-    pending_error: Option<Box<Error>>,
-    /// The peer's close, reported once our answer is written.
-    pending_close: Option<Message>,
+    /// The peer's close or an error, reported once the output the core
+    /// queued before it is written. (Boxed: it is rare, and `Error` is large.)
+    report: Option<Box<Result<Message>>>,
     /// Bytes were written since the transport was last flushed.
     unflushed: bool,
-    /// Our side of TCP is shut down (after the closing handshake).
-    shutdown: bool,
-    /// The transport is done: no more events will come.
-    terminated: bool,
+    /// Our side of the transport is shut down, as the core said.
+    shut_down: bool,
     /// A split writer waiting for the transport to accept bytes.
     write_waker: Option<Waker>,
-    /// Keepalive: ping interval and pong deadline.
-    keepalive: Option<(Duration, Duration)>,
-    /// When the next keepalive ping goes out.
-    ping_timer: Option<Pin<Box<Sleep>>>,
-    /// The deadline for a pong, while a keepalive ping is unanswered.
-    pong_timer: Option<Pin<Box<Sleep>>>,
-    idle_timeout: Option<Duration>,
-    idle_timer: Option<Pin<Box<Sleep>>>,
-    /// When bytes last arrived (kept only with an idle timeout).
-    last_received: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -120,76 +103,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.conn.advance_transmit(written);
             self.unflushed = true;
         }
-        if self.unflushed {
+        if self.unflushed && !self.conn.is_aborted() {
             ready!(Pin::new(&mut self.io).poll_flush(cx))?;
             self.unflushed = false;
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Gives up on the peer: the transport is treated as ended (reported
-    /// as `Abruptly` if no close frame came) and dropped.
-    fn drop_connection(&mut self) {
-        self.conn.receive_eof();
-        self.terminated = true;
+    /// The transport failed: the core gives it up. After the closing
+    /// handshake that only means the peer went first: nothing is lost.
+    fn on_io_error(&mut self, e: io::Error) {
+        if self.conn.state() != State::Closed && self.report.is_none() {
+            self.report = Some(Box::new(Err(e.into())));
+        }
+        self.conn.abort();
+        self.wake_writer();
     }
 
-    /// Whether the close timeout (started on first call) has passed.
-    fn poll_close_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let timeout = self.close_timeout;
-        let timer = self
-            .close_timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        timer.as_mut().poll(cx).is_ready()
-    }
-
-    /// Keepalive and idle timeout, checked when the transport has nothing
-    /// to read (see the module docs). Returns whether something was done
-    /// that needs another turn of the receive loop.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.conn.state() != State::Open || self.terminated {
-            return false;
+    /// Hands the core the time; a keepalive timeout is reported next.
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        if let Err(e) = self.conn.handle_timeout(now) {
+            self.report.get_or_insert_with(|| Box::new(Err(e.into())));
         }
-        if let Some(idle) = self.idle_timeout {
-            let deadline = *self.last_received.get_or_insert_with(Instant::now) + idle;
-            let timer = self
-                .idle_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                self.idle_timer = None;
-                tracing::debug!("no traffic for {idle:?}: closing");
-                // Cannot fail: the code is sendable and the state is open.
-                let _ = self
-                    .conn
-                    .close(CloseFrame::new(CloseCode::GoingAway, "idle timeout"));
-                return true;
-            }
+        if self.conn.is_aborted() {
+            self.wake_writer();
         }
-        if let Some((interval, pong_deadline)) = self.keepalive {
-            if let Some(timer) = &mut self.pong_timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    tracing::debug!("no pong within {pong_deadline:?}: dropping the connection");
-                    self.pong_timer = None;
-                    self.pending_error = Some(Box::new(Error::Timeout(pong_deadline)));
-                    self.drop_connection();
-                    return true;
-                }
-            }
-            let timer = self
-                .ping_timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
-            if timer.as_mut().poll(cx).is_ready() {
-                timer.as_mut().reset(Instant::now() + interval);
-                if self.conn.send_ping(&[]).is_ok() && self.pong_timer.is_none() {
-                    self.pong_timer = Some(Box::pin(tokio::time::sleep(pong_deadline)));
-                }
-                return true;
-            }
-        }
-        false
     }
 
     fn wake_writer(&mut self) {
@@ -200,149 +138,123 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
-            if self.pending_error.is_some() || self.pending_close.is_some() {
-                // The close frame that answers a protocol error, or the
-                // peer's close, goes out before the error or the close is
-                // reported: an application that stops there still closes
-                // properly.
-                if self.conn.pending_output() > 0
-                    && !self.terminated
-                    && self.poll_write_out(cx).is_pending()
-                    && !self.poll_close_timer(cx)
-                {
-                    return Poll::Pending;
+            if self.report.is_none() {
+                match self.conn.next_event() {
+                    Ok(Some(Event::Close(frame))) => {
+                        self.report = Some(Box::new(Ok(Message::Close(frame))));
+                    }
+                    Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
+                    Ok(None) => {}
+                    Err(e) => self.report = Some(Box::new(Err(e.into()))),
                 }
-                if let Some(e) = self.pending_error.take() {
-                    return Poll::Ready(Some(Err(*e)));
-                }
-                return Poll::Ready(self.pending_close.take().map(Ok));
             }
-            match self.conn.next_event() {
-                Ok(Some(dialtone_proto::Event::Close(frame))) => {
-                    self.pending_close = Some(Message::Close(frame));
+            // What the core queued (pongs; the close frame that answers the
+            // peer's close or a protocol error) goes out before anything
+            // more is reported: an application that stops at a close or an
+            // error still closes properly.
+            let had_output = self.conn.pending_output() > 0;
+            let mut blocked = match self.poll_write_out(cx) {
+                Poll::Ready(Ok(())) => false,
+                Poll::Ready(Err(e)) => {
+                    self.on_io_error(e);
                     continue;
                 }
-                Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
-                Ok(None) => {}
-                Err(e) => {
-                    self.pending_error = Some(Box::new(e.into()));
-                    continue;
+                Poll::Pending => true,
+            };
+            if !blocked {
+                if had_output {
+                    self.wake_writer();
+                }
+                if let Some(report) = self.report.take() {
+                    return Poll::Ready(Some(*report));
+                }
+                if !self.shut_down && self.conn.should_close_transport() {
+                    // An error only means the peer already went; a shutdown
+                    // that cannot finish (TLS close_notify to a peer that
+                    // does not read) ends at the close timeout.
+                    match Pin::new(&mut self.io).poll_shutdown(cx) {
+                        Poll::Ready(_) => self.shut_down = true,
+                        Poll::Pending => blocked = true,
+                    }
+                }
+                if !blocked && self.conn.is_finished() {
+                    return Poll::Ready(None);
                 }
             }
-            if self.terminated {
-                return Poll::Ready(None);
-            }
-            // Pongs and close frames the core queued go out as we read.
-            let mut output_blocked = false;
-            if self.conn.pending_output() > 0 {
-                match self.poll_write_out(cx) {
-                    Poll::Ready(Ok(())) => self.wake_writer(),
-                    Poll::Ready(Err(e)) => {
-                        self.terminated = true;
-                        self.wake_writer();
-                        if self.conn.state() == State::Closed {
-                            continue; // the peer is gone; nothing is lost
-                        }
+            if !self.conn.eof_received() && self.report.is_none() {
+                match self.poll_read(cx) {
+                    Poll::Ready(Ok(0)) => {
                         self.conn.receive_eof();
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                    Poll::Pending => output_blocked = true,
-                }
-            }
-            if self.conn.state() != State::Open && output_blocked {
-                // Closing, and the peer does not read: it has the close
-                // timeout to take our close frame.
-                if self.poll_close_timer(cx) {
-                    self.drop_connection();
-                    continue;
-                }
-            }
-            if self.conn.state() != State::Open && !output_blocked {
-                // Our close frame is out: the closing handshake ends with the
-                // peer's close frame and the end of TCP.
-                if self.conn.state() == State::Closed {
-                    if !self.shutdown
-                        && (self.conn.role() == Role::Server || self.conn.eof_received())
-                    {
-                        // RFC 6455 §7.1.1: the server closes TCP first. An
-                        // error here only means the peer already went away;
-                        // a shutdown that cannot finish (TLS close_notify to
-                        // a peer that does not read) ends at the close timeout.
-                        match Pin::new(&mut self.io).poll_shutdown(cx) {
-                            Poll::Ready(_) => self.shutdown = true,
-                            Poll::Pending => {
-                                if self.poll_close_timer(cx) {
-                                    self.drop_connection();
-                                    continue;
-                                }
-                                return Poll::Pending;
-                            }
-                        }
-                    }
-                    if self.conn.eof_received() {
-                        self.terminated = true;
                         continue;
                     }
+                    Poll::Ready(Ok(_)) => {
+                        // Decoded at the top of the loop. A deadline that
+                        // passed while bytes keep coming is still handled
+                        // (the bytes count as activity, so only the close
+                        // timeout can end the connection then).
+                        if let Some(deadline) = self.conn.poll_timeout() {
+                            let now = Instant::now().into_std();
+                            if deadline <= now {
+                                self.handle_timeout(now);
+                            }
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.on_io_error(e);
+                        continue;
+                    }
+                    Poll::Pending => {}
                 }
-                // Wait for the peer, but not forever.
-                if self.poll_close_timer(cx) {
-                    self.drop_connection();
+            }
+            // Nothing to read, output written or blocked: the core's time.
+            let now = Instant::now().into_std();
+            let due = self.conn.poll_timeout().is_some_and(|d| d <= now);
+            self.handle_timeout(now);
+            if due {
+                continue; // it acted: a ping, a close frame, or the end
+            }
+            if let Some(deadline) = self.conn.poll_timeout() {
+                let deadline = Instant::from_std(deadline);
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
                     continue;
                 }
             }
-            if self.conn.eof_received() {
-                // Only output is left to write, and it is blocked.
-                return Poll::Pending;
-            }
-            // Room for the rest of a frame received in place, so that it
-            // lands in one buffer and is never copied; the peer's claimed
-            // length reserves at most MAX_READ_RESERVE ahead of what came.
-            // Once reads are READ_CHUNK large, an empty buffer takes a whole
-            // one: with the last message split off (and released) that costs
-            // no copy, and the next frame does not start near the end of the
-            // buffer only to be moved when it outgrows it.
-            let (hint, chunk) = (self.conn.read_hint().min(MAX_READ_RESERVE), self.read_chunk);
-            let buf = self.conn.read_buffer();
-            let spare = buf.capacity() - buf.len();
-            if spare < hint {
-                buf.reserve(hint);
-            } else if spare < chunk / 4 || (chunk == READ_CHUNK && buf.is_empty() && spare < chunk)
-            {
-                buf.reserve(chunk);
-            }
-            let room = buf.capacity() - buf.len();
-            let read =
-                tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buffer());
-            if matches!(read, Poll::Ready(Ok(n)) if n == room) {
-                // More may be waiting: read in larger pieces from now on.
-                self.read_chunk = READ_CHUNK;
-            }
-            let Poll::Ready(read) = read else {
-                if self.poll_timers(cx) {
-                    continue;
-                }
-                return Poll::Pending;
-            };
-            match read {
-                Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {
-                    // decoded by `next_event` at the top of the loop
-                    if self.idle_timeout.is_some() {
-                        self.last_received = Some(Instant::now());
-                    }
-                    // The peer is alive, though its pong may still be
-                    // behind a long message.
-                    self.pong_timer = None;
-                }
-                Err(e) => {
-                    let closed = self.conn.state() == State::Closed;
-                    self.conn.receive_eof();
-                    if !closed {
-                        self.pending_error = Some(Box::new(e.into()));
-                    }
-                }
-            }
+            return Poll::Pending;
         }
+    }
+
+    /// Reads into the core's buffer.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // Room for the rest of a frame received in place, so that it lands
+        // in one buffer and is never copied; the peer's claimed length
+        // reserves at most MAX_READ_RESERVE ahead of what came. Once reads
+        // are READ_CHUNK large, an empty buffer takes a whole one: with the
+        // last message split off (and released) that costs no copy, and the
+        // next frame does not start near the end of the buffer only to be
+        // moved when it outgrows it.
+        let (hint, chunk) = (self.conn.read_hint().min(MAX_READ_RESERVE), self.read_chunk);
+        let buf = self.conn.read_buffer();
+        let spare = buf.capacity() - buf.len();
+        if spare < hint {
+            buf.reserve(hint);
+        } else if spare < chunk / 4 || (chunk == READ_CHUNK && buf.is_empty() && spare < chunk) {
+            buf.reserve(chunk);
+        }
+        let room = buf.capacity() - buf.len();
+        let read =
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, self.conn.read_buffer());
+        if matches!(read, Poll::Ready(Ok(n)) if n == room) {
+            // More may be waiting: read in larger pieces from now on.
+            self.read_chunk = READ_CHUNK;
+        }
+        read
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -357,6 +269,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.conn.is_aborted() {
+            // Given up (a timeout, a failed transport): what was queued is lost.
+            return Poll::Ready(Err(Error::Closed));
+        }
         match self.poll_write_out(cx) {
             Poll::Ready(r) => Poll::Ready(r.map_err(Error::from)),
             Poll::Pending => {
@@ -388,51 +304,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let inner = Inner {
             io,
             conn,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
-            close_timer: None,
+            timer: None,
             read_chunk: FIRST_READ_CHUNK,
-            pending_error: None,
-            pending_close: None,
+            report: None,
             unflushed: false,
-            shutdown: false,
-            terminated: false,
+            shut_down: false,
             write_waker: None,
-            keepalive: None,
-            ping_timer: None,
-            pong_timer: None,
-            idle_timeout: None,
-            idle_timer: None,
-            last_received: None,
         };
         WebSocket { inner, protocol }
     }
 
-    /// Sets how long to wait for the peer's part of the closing handshake.
-    pub fn set_close_timeout(&mut self, timeout: Duration) {
-        self.inner.close_timeout = timeout;
-    }
-
-    /// Sends a ping every `interval` and drops the connection if no pong
-    /// arrives within `pong_deadline` of the first unanswered one (see the
-    /// [module docs](self#keepalive-and-idle-timeout)); `None` (the
-    /// default) or a zero interval turns keepalive off. The first ping goes
-    /// out `interval` after the first receive that follows this call.
-    pub fn set_keepalive(&mut self, interval: Option<Duration>, pong_deadline: Duration) {
-        self.inner.keepalive = interval
-            .filter(|i| !i.is_zero())
-            .map(|i| (i, pong_deadline));
-        self.inner.ping_timer = None;
-        self.inner.pong_timer = None;
-    }
-
-    /// Starts the closing handshake with `GoingAway` when nothing arrived
-    /// from the peer for `timeout` (see the
-    /// [module docs](self#keepalive-and-idle-timeout)); `None` (the
-    /// default) or zero never does. Counted from this call's first receive.
-    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.inner.idle_timeout = timeout.filter(|t| !t.is_zero());
-        self.inner.idle_timer = None;
-        self.inner.last_received = None;
+    /// Replaces the socket's deadlines (those of the dialer or acceptor
+    /// that made it, [`Config::timeouts`](dialtone_proto::Config::timeouts));
+    /// see the [module docs](self#timeouts). The timers start again at the
+    /// next receive.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.inner.conn.set_timeouts(timeouts);
     }
 
     /// Queues a text or binary message from a borrowed slice, without

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use dialtone::{Acceptor, CloseCode, Dialer, Error, Listener, Message};
+use dialtone::{Acceptor, CloseCode, Dialer, Error, Listener, Message, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -153,10 +153,9 @@ async fn a_frame_claiming_2_pow_63_bytes_gets_1009_at_once() {
 
 #[tokio::test]
 async fn a_peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
-    let listener = Listener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .with_acceptor(Acceptor::new().close_timeout(Duration::from_millis(300)));
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap().with_acceptor(
+        Acceptor::new().timeouts(Timeouts::default().close(Duration::from_millis(300))),
+    );
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
@@ -298,10 +297,9 @@ async fn a_ping_flood_does_not_grow_our_queue() {
 
 #[tokio::test]
 async fn close_is_bounded_even_when_the_peer_does_not_read() {
-    let listener = Listener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .with_acceptor(Acceptor::new().close_timeout(Duration::from_millis(300)));
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap().with_acceptor(
+        Acceptor::new().timeouts(Timeouts::default().close(Duration::from_millis(300))),
+    );
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dialtone::{CloseCode, CloseFrame, Dialer, Error, Message};
+use dialtone::{CloseCode, CloseFrame, Dialer, Error, Message, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
@@ -81,7 +81,7 @@ async fn deaf_server() -> SocketAddr {
 async fn keepalive_keeps_a_connection_to_a_peer_that_answers() {
     let addr = server(echo).await;
     let (mut ws, _) = Dialer::new().dial(&format!("ws://{addr}/")).await.unwrap();
-    ws.set_keepalive(Some(100 * MS), 150 * MS);
+    ws.set_timeouts(Timeouts::default().keepalive(100 * MS, 150 * MS));
     let start = Instant::now();
     let mut pongs = 0;
     while start.elapsed() < 800 * MS {
@@ -112,7 +112,7 @@ async fn keepalive_keeps_a_connection_to_a_peer_that_answers() {
 async fn keepalive_drops_a_peer_that_never_answers_after_the_deadline() {
     let addr = deaf_server().await;
     let (mut ws, _) = Dialer::new().dial(&format!("ws://{addr}/")).await.unwrap();
-    ws.set_keepalive(Some(100 * MS), 200 * MS);
+    ws.set_timeouts(Timeouts::default().keepalive(100 * MS, 200 * MS));
     let start = Instant::now();
     // The first ping at 100 ms, its deadline at 300 ms.
     let first = timeout(Duration::from_secs(2), ws.recv()).await.unwrap();
@@ -148,7 +148,7 @@ async fn idle_timeout_closes_with_going_away() {
     let addr = server(move |mut ws| {
         let tx = tx.lock().unwrap().take();
         async move {
-            ws.set_idle_timeout(Some(300 * MS));
+            ws.set_timeouts(Timeouts::default().idle(300 * MS));
             let start = Instant::now();
             let mut seen = Vec::new();
             while let Some(msg) = ws.recv().await {
@@ -199,8 +199,7 @@ async fn idle_timeout_closes_with_going_away() {
 async fn idle_timeout_with_a_silent_peer_ends_within_the_close_timeout() {
     let addr = deaf_server().await;
     let (mut ws, _) = Dialer::new().dial(&format!("ws://{addr}/")).await.unwrap();
-    ws.set_idle_timeout(Some(200 * MS));
-    ws.set_close_timeout(300 * MS);
+    ws.set_timeouts(Timeouts::default().idle(200 * MS).close(300 * MS));
     let start = Instant::now();
     // The deaf peer never answers our close: the close timeout ends it.
     let msg = timeout(Duration::from_secs(2), ws.recv()).await.unwrap();
@@ -224,7 +223,7 @@ async fn idle_timeout_with_a_silent_peer_ends_within_the_close_timeout() {
 async fn keepalive_timeout_fails_a_stream_mode_read_with_timed_out() {
     let addr = deaf_server().await;
     let (mut ws, _) = Dialer::new().dial(&format!("ws://{addr}/")).await.unwrap();
-    ws.set_keepalive(Some(100 * MS), 100 * MS);
+    ws.set_timeouts(Timeouts::default().keepalive(100 * MS, 100 * MS));
     let mut stream = ws.into_stream(dialtone::MessageKind::Binary);
     let mut buf = [0u8; 16];
     let err = timeout(Duration::from_secs(2), stream.read(&mut buf))
