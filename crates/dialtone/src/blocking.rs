@@ -1,7 +1,14 @@
 //! The same WebSocket over `std::io` for programs without an async runtime:
-//! [`WebSocket`] over any `Read + Write`, [`Dialer::dial_blocking`] and
-//! [`Acceptor::accept_blocking`] over `std::net::TcpStream`. The core is the
-//! same `dialtone_proto::Connection` as the async face drives.
+//! [`WebSocket`] over any [`TimedIo`] transport, [`Dialer::dial_blocking`]
+//! and [`Acceptor::accept_blocking`] over `std::net::TcpStream`. The core
+//! is the same `dialtone_proto::Connection` as the async face drives, and so
+//! are the rules: what the core queued (the answer to a close or to a
+//! protocol error) is written before the close or the error is returned, the
+//! transport is shut down when the core says so, and every wait (a read, a
+//! write to a peer that stopped reading) is bounded by the core's next
+//! deadline ([`Timeouts`](dialtone_proto::Timeouts): the close timeout,
+//! keepalive, the idle timeout), as described for the async
+//! [`socket`](crate::socket#timeouts).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -10,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::parse_response;
 use dialtone_proto::http::{Request, StatusCode};
-use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Role, State};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, Event, MessageKind, State, Timeouts};
 
 use crate::dialer::Dialer;
 use crate::error::{Error, Rejection, Result};
@@ -22,26 +29,105 @@ use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The shortest wait set on the transport (std refuses a zero timeout): a
+/// deadline that passed gets one more read, so that bytes already waiting
+/// count before it is acted on.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// A blocking transport whose waits can be bounded and whose sending side
+/// can be shut down alone: what a blocking [`WebSocket`] needs to keep the
+/// core's deadlines and closing rules. Implemented for
+/// [`TcpStream`] (and `UnixStream`); a TLS stream implements it over its
+/// socket.
+pub trait TimedIo: Read + Write {
+    /// Bounds each following read (`None`: no bound), which then fails with
+    /// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`], as
+    /// [`TcpStream::set_read_timeout`]. Never called with zero.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Bounds each following write, as [`TcpStream::set_write_timeout`].
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Ends the sending side (TCP `FIN`; TLS `close_notify` first) and
+    /// leaves the receiving side open.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl TimedIo for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(unix)]
+impl TimedIo for std::os::unix::net::UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl<T: TimedIo + ?Sized> TimedIo for Box<T> {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        (**self).shutdown_write()
+    }
+}
+
 /// A blocking WebSocket over a transport `S`.
 #[derive(Debug)]
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
     protocol: Option<String>,
-    pending_error: Option<Error>,
-    terminated: bool,
+    /// The peer's close or an error, returned once the output the core
+    /// queued before it is written. (Boxed: it is rare, and `Error` is large.)
+    report: Option<Box<Result<Message>>>,
+    /// Our side of the transport is shut down, as the core said.
+    shut_down: bool,
+    /// The read and write timeouts last set on the transport.
+    limits: (Option<Duration>, Option<Duration>),
 }
 
-impl<S: Read + Write> WebSocket<S> {
+impl<S: TimedIo> WebSocket<S> {
     /// Wraps a transport on which the opening handshake is already done.
+    /// Bytes already read past the handshake belong in `conn`'s read buffer
+    /// ([`Connection::receive`]).
     pub fn from_connection(io: S, conn: Connection, protocol: Option<String>) -> Self {
         WebSocket {
             io,
             conn,
             protocol,
-            pending_error: None,
-            terminated: false,
+            report: None,
+            shut_down: false,
+            limits: (None, None),
         }
+    }
+
+    /// Replaces the socket's deadlines (see [`Timeouts`]); the timers start
+    /// again at the next receive or send.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.conn.set_timeouts(timeouts);
     }
 
     /// The subprotocol agreed in the handshake.
@@ -59,95 +145,169 @@ impl<S: Read + Write> WebSocket<S> {
         &self.io
     }
 
-    /// The close frame the peer sent, once it has.
+    /// The close frame the peer sent (`Abruptly` if the transport ended
+    /// without one), once it has.
     pub fn close_received(&self) -> Option<&CloseFrame> {
         self.conn.close_received()
-    }
-
-    fn write_out(&mut self) -> io::Result<()> {
-        while self.conn.pending_output() > 0 {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = self.conn.transmit_slices(&mut slices);
-            let written = self.io.write_vectored(&slices[..n])?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.conn.advance_transmit(written);
-        }
-        self.io.flush()
     }
 
     /// Receives the next message; `None` once the connection is closed and
     /// its close message was returned.
     pub fn recv(&mut self) -> Option<Result<Message>> {
         loop {
-            if let Some(e) = self.pending_error.take() {
-                return Some(Err(e));
+            if self.report.is_none() {
+                match self.conn.next_event() {
+                    Ok(Some(Event::Close(frame))) => {
+                        self.report = Some(Box::new(Ok(Message::Close(frame))));
+                    }
+                    Ok(Some(event)) => return Some(Ok(event.into())),
+                    Ok(None) => {}
+                    Err(e) => self.report = Some(Box::new(Err(e.into()))),
+                }
             }
-            match self.conn.next_event() {
-                Ok(Some(event)) => return Some(Ok(event.into())),
-                Ok(None) => {}
-                Err(e) => return Some(Err(e.into())),
+            // What the core queued goes out before a close or an error is
+            // returned: an application that stops there still closes properly.
+            if let Err(e) = self.write_out() {
+                self.on_io_error(e);
+                continue;
             }
-            if self.terminated {
+            if let Some(report) = self.report.take() {
+                return Some(*report);
+            }
+            if !self.shut_down && self.conn.should_close_transport() {
+                // An error only means the peer already went.
+                let _ = self.io.shutdown_write();
+                self.shut_down = true;
+            }
+            if self.conn.is_finished() {
                 return None;
             }
-            if let Err(e) = self.write_out() {
-                self.terminated = true;
-                if self.conn.state() != State::Closed {
-                    self.conn.receive_eof();
-                    return Some(Err(e.into()));
-                }
-                continue;
-            }
-            if self.conn.state() == State::Closed
-                && (self.conn.role() == Role::Server || self.conn.eof_received())
-            {
-                // The server closes first (RFC 6455 §7.1.1): dropping the
-                // socket closes it.
-                self.terminated = true;
-                continue;
-            }
-            // Room for the rest of a frame received in place (see the
-            // async socket), so that it is never moved while it arrives.
-            let hint = self.conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
-            let buf = self.conn.read_buffer();
-            if buf.capacity() - buf.len() < hint {
-                buf.reserve(hint);
-            }
-            let start = buf.len();
-            buf.resize(start + READ_CHUNK, 0);
-            let read = self.io.read(&mut buf[start..]);
-            let buf = self.conn.read_buffer();
-            buf.truncate(start + *read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => self.conn.receive_eof(),
-                Ok(_) => {} // decoded by `next_event` at the top of the loop
+            self.read_once();
+        }
+    }
+
+    /// Reads once, waiting at most until the core's next deadline.
+    fn read_once(&mut self) {
+        let limit = self.wait_limit();
+        if let Err(e) = self.set_limits(limit, self.limits.1) {
+            return self.on_io_error(e);
+        }
+        // Room for the rest of a frame received in place (see the async
+        // socket), so that it is never moved while it arrives.
+        let hint = self.conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
+        let buf = self.conn.read_buffer();
+        if buf.capacity() - buf.len() < hint {
+            buf.reserve(hint);
+        }
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK, 0);
+        let read = self.io.read(&mut buf[start..]);
+        let buf = self.conn.read_buffer();
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => self.conn.receive_eof(),
+            Ok(_) => {} // decoded by `next_event` at the top of the loop
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.on_io_error(e),
+        }
+        // A deadline that passed is handled once a read found nothing, or
+        // brought bytes (which count as activity: only the close timeout
+        // can end the connection then).
+        let now = Instant::now();
+        if self.conn.poll_timeout().is_some_and(|d| d <= now) {
+            self.handle_timeout(now);
+        }
+    }
+
+    /// How long the transport may block: until the core's next deadline.
+    /// Starts the timers the core needs (which never acts on a deadline);
+    /// one that passed is handled only after the next read.
+    fn wait_limit(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        if !self.conn.poll_timeout().is_some_and(|d| d <= now) {
+            self.handle_timeout(now);
+        }
+        let deadline = self.conn.poll_timeout()?;
+        Some(deadline.saturating_duration_since(now).max(MIN_WAIT))
+    }
+
+    /// Hands the core the time; a keepalive timeout is reported next.
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Err(e) = self.conn.handle_timeout(now) {
+            self.report.get_or_insert_with(|| Box::new(Err(e.into())));
+        }
+    }
+
+    fn set_limits(&mut self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        if self.limits.0 != read {
+            self.io.set_read_timeout(read)?;
+        }
+        if self.limits.1 != write {
+            self.io.set_write_timeout(write)?;
+        }
+        self.limits = (read, write);
+        Ok(())
+    }
+
+    /// The transport failed: the core gives it up. After the closing
+    /// handshake that only means the peer went first: nothing is lost.
+    fn on_io_error(&mut self, e: io::Error) {
+        if self.conn.state() != State::Closed && self.report.is_none() {
+            self.report = Some(Box::new(Err(e.into())));
+        }
+        self.conn.abort();
+    }
+
+    /// Writes everything queued; a peer that does not read has until the
+    /// core's next deadline for each write, which is then handled.
+    fn write_out(&mut self) -> io::Result<()> {
+        while self.conn.pending_output() > 0 {
+            let limit = self.wait_limit();
+            self.set_limits(self.limits.0, limit)?;
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = self.conn.transmit_slices(&mut slices);
+            match self.io.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.conn.advance_transmit(written),
+                Err(e) if is_timeout(&e) => self.handle_timeout(Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let closed = self.conn.state() == State::Closed;
-                    self.conn.receive_eof();
-                    if !closed {
-                        self.pending_error = Some(e.into());
-                    }
-                }
+                Err(e) => return Err(e),
             }
         }
+        if self.conn.is_aborted() {
+            return Ok(());
+        }
+        self.io.flush()
+    }
+
+    /// Writes everything queued. Fails if the connection was given up
+    /// meanwhile (a keepalive or close timeout: the error it met, or
+    /// [`Error::Closed`]).
+    pub fn flush(&mut self) -> Result<()> {
+        self.write_out()?;
+        if self.conn.is_aborted() {
+            return Err(match self.report.take().map(|r| *r) {
+                Some(Err(e)) => e,
+                other => {
+                    self.report = other.map(Box::new);
+                    Error::Closed
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Sends a message and writes it out.
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
         message::queue(&mut self.conn, &msg.into())?;
-        self.write_out()?;
-        Ok(())
+        self.flush()
     }
 
     /// Closes: sends a close frame, then reads (dropping data messages) until
-    /// the peer's close and the end of the transport. Returns the peer's
-    /// close frame.
+    /// the peer's close and the end of the transport, or the close timeout.
+    /// Returns the peer's close frame (`Abruptly` if it never came).
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<Option<CloseFrame>> {
         self.conn.close(CloseFrame::new(code, reason))?;
-        self.write_out()?;
         while let Some(msg) = self.recv() {
             if let Err(e) = msg {
                 tracing::debug!("while closing: {e}");
@@ -316,14 +476,14 @@ pub struct StreamMode<S> {
     carry: Utf8Carry,
 }
 
-impl<S: Read + Write> WebSocket<S> {
+impl<S: TimedIo> WebSocket<S> {
     /// This socket as a byte stream of `kind` messages: see [`StreamMode`].
     pub fn into_stream(self, kind: MessageKind) -> StreamMode<S> {
         StreamMode::new(self, kind)
     }
 }
 
-impl<S: Read + Write> StreamMode<S> {
+impl<S: TimedIo> StreamMode<S> {
     /// Wraps `ws`: writes send `kind` messages, reads return their payloads.
     pub fn new(ws: WebSocket<S>, kind: MessageKind) -> Self {
         StreamMode {
@@ -372,14 +532,14 @@ impl<S: Read + Write> StreamMode<S> {
             .conn
             .close(CloseFrame::new(CloseCode::Normal, ""))
             .map_err(|e| to_io(e.into()))?;
-        match self.ws.write_out() {
-            Err(e) if !was_closed => Err(e),
+        match self.ws.flush() {
+            Err(e) if !was_closed => Err(to_io(e)),
             _ => Ok(()),
         }
     }
 }
 
-impl<S: Read + Write> Read for StreamMode<S> {
+impl<S: TimedIo> Read for StreamMode<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let current = &mut self.reader.current;
@@ -410,7 +570,7 @@ impl<S: Read + Write> Read for StreamMode<S> {
     }
 }
 
-impl<S: Read + Write> Write for StreamMode<S> {
+impl<S: TimedIo> Write for StreamMode<S> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);
@@ -419,11 +579,11 @@ impl<S: Read + Write> Write for StreamMode<S> {
         self.carry.write(kind, data, |message| {
             conn.send_message(kind, message).map_err(Error::from)
         })?;
-        self.ws.write_out()?;
+        self.ws.flush().map_err(to_io)?;
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.ws.write_out()
+        self.ws.flush().map_err(to_io)
     }
 }
