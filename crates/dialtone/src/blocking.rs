@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::parse_response;
 use dialtone_proto::http::{Request, StatusCode};
-use dialtone_proto::{CloseCode, CloseFrame, Connection, Event, MessageKind, State, Timeouts};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, State, Timeouts};
 
 use crate::dialer::Dialer;
 use crate::error::{Error, Rejection, Result};
@@ -25,6 +25,7 @@ use crate::handshake::{
     client_step, connect_host, parse_url, target, Acceptor, Response, HANDSHAKE_READ,
 };
 use crate::message::{self, Message};
+use crate::socket::Driver;
 use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -36,9 +37,8 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// A blocking transport whose waits can be bounded and whose sending side
 /// can be shut down alone: what a blocking [`WebSocket`] needs to keep the
-/// core's deadlines and closing rules. Implemented for
-/// [`TcpStream`] (and `UnixStream`); a TLS stream implements it over its
-/// socket.
+/// core's deadlines and closing rules. Implemented for [`TcpStream`]; a TLS
+/// stream implements it over its socket.
 pub trait TimedIo: Read + Write {
     /// Bounds each following read (`None`: no bound), which then fails with
     /// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`], as
@@ -65,46 +65,13 @@ impl TimedIo for TcpStream {
     }
 }
 
-#[cfg(unix)]
-impl TimedIo for std::os::unix::net::UnixStream {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
-    }
-
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        std::os::unix::net::UnixStream::set_write_timeout(self, timeout)
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-}
-
-impl<T: TimedIo + ?Sized> TimedIo for Box<T> {
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        (**self).set_read_timeout(timeout)
-    }
-
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        (**self).set_write_timeout(timeout)
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        (**self).shutdown_write()
-    }
-}
-
 /// A blocking WebSocket over a transport `S`.
 #[derive(Debug)]
 pub struct WebSocket<S> {
     io: S,
     conn: Connection,
+    driver: Driver,
     protocol: Option<String>,
-    /// The peer's close or an error, returned once the output the core
-    /// queued before it is written. (Boxed: it is rare, and `Error` is large.)
-    report: Option<Box<Result<Message>>>,
-    /// Our side of the transport is shut down, as the core said.
-    shut_down: bool,
     /// The read and write timeouts last set on the transport.
     limits: (Option<Duration>, Option<Duration>),
 }
@@ -114,13 +81,13 @@ impl<S: TimedIo> WebSocket<S> {
     /// Bytes already read past the handshake belong in `conn`'s read buffer
     /// ([`Connection::receive`]).
     pub fn from_connection(io: S, conn: Connection, protocol: Option<String>) -> Self {
+        let (driver, limits) = (Driver::default(), (None, None));
         WebSocket {
             io,
             conn,
+            driver,
             protocol,
-            report: None,
-            shut_down: false,
-            limits: (None, None),
+            limits,
         }
     }
 
@@ -155,42 +122,39 @@ impl<S: TimedIo> WebSocket<S> {
     /// its close message was returned.
     pub fn recv(&mut self) -> Option<Result<Message>> {
         loop {
-            if self.report.is_none() {
-                match self.conn.next_event() {
-                    Ok(Some(Event::Close(frame))) => {
-                        self.report = Some(Box::new(Ok(Message::Close(frame))));
-                    }
-                    Ok(Some(event)) => return Some(Ok(event.into())),
-                    Ok(None) => {}
-                    Err(e) => self.report = Some(Box::new(Err(e.into()))),
-                }
+            if let Some(msg) = self.driver.next_event(&mut self.conn) {
+                return Some(Ok(msg));
             }
             // What the core queued goes out before a close or an error is
             // returned: an application that stops there still closes properly.
             if let Err(e) = self.write_out() {
-                self.on_io_error(e);
+                self.driver.on_io_error(&mut self.conn, e);
                 continue;
             }
-            if let Some(report) = self.report.take() {
-                return Some(*report);
+            if let Some(report) = self.driver.take_report() {
+                return Some(report);
             }
-            if !self.shut_down && self.conn.should_close_transport() {
+            if self.driver.must_shut_down(&self.conn) {
                 // An error only means the peer already went.
                 let _ = self.io.shutdown_write();
-                self.shut_down = true;
+                self.driver.shut_down();
             }
             if self.conn.is_finished() {
                 return None;
             }
-            self.read_once();
+            if self.driver.wants_read(&self.conn) {
+                self.read_once();
+            }
         }
     }
 
-    /// Reads once, waiting at most until the core's next deadline.
+    /// Reads once, waiting at most until the core's next deadline, which
+    /// is handled once a read found nothing, or brought bytes (they count
+    /// as activity: only the close timeout can end the connection then).
     fn read_once(&mut self) {
         let limit = self.wait_limit();
         if let Err(e) = self.set_limits(limit, self.limits.1) {
-            return self.on_io_error(e);
+            return self.driver.on_io_error(&mut self.conn, e);
         }
         // Room for the rest of a frame received in place (see the async
         // socket), so that it is never moved while it arrives.
@@ -208,34 +172,24 @@ impl<S: TimedIo> WebSocket<S> {
             Ok(0) => self.conn.receive_eof(),
             Ok(_) => {} // decoded by `next_event` at the top of the loop
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => self.on_io_error(e),
+            Err(e) => self.driver.on_io_error(&mut self.conn, e),
         }
-        // A deadline that passed is handled once a read found nothing, or
-        // brought bytes (which count as activity: only the close timeout
-        // can end the connection then).
         let now = Instant::now();
         if self.conn.poll_timeout().is_some_and(|d| d <= now) {
-            self.handle_timeout(now);
+            self.driver.handle_timeout(&mut self.conn, now);
         }
     }
 
     /// How long the transport may block: until the core's next deadline.
     /// Starts the timers the core needs (which never acts on a deadline);
-    /// one that passed is handled only after the next read.
+    /// one that passed is handled only after the next read or write.
     fn wait_limit(&mut self) -> Option<Duration> {
         let now = Instant::now();
         if !self.conn.poll_timeout().is_some_and(|d| d <= now) {
-            self.handle_timeout(now);
+            self.driver.handle_timeout(&mut self.conn, now);
         }
         let deadline = self.conn.poll_timeout()?;
         Some(deadline.saturating_duration_since(now).max(MIN_WAIT))
-    }
-
-    /// Hands the core the time; a keepalive timeout is reported next.
-    fn handle_timeout(&mut self, now: Instant) {
-        if let Err(e) = self.conn.handle_timeout(now) {
-            self.report.get_or_insert_with(|| Box::new(Err(e.into())));
-        }
     }
 
     fn set_limits(&mut self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
@@ -249,15 +203,6 @@ impl<S: TimedIo> WebSocket<S> {
         Ok(())
     }
 
-    /// The transport failed: the core gives it up. After the closing
-    /// handshake that only means the peer went first: nothing is lost.
-    fn on_io_error(&mut self, e: io::Error) {
-        if self.conn.state() != State::Closed && self.report.is_none() {
-            self.report = Some(Box::new(Err(e.into())));
-        }
-        self.conn.abort();
-    }
-
     /// Writes everything queued; a peer that does not read has until the
     /// core's next deadline for each write, which is then handled.
     fn write_out(&mut self) -> io::Result<()> {
@@ -269,7 +214,9 @@ impl<S: TimedIo> WebSocket<S> {
             match self.io.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.conn.advance_transmit(written),
-                Err(e) if is_timeout(&e) => self.handle_timeout(Instant::now()),
+                Err(e) if is_timeout(&e) => {
+                    self.driver.handle_timeout(&mut self.conn, Instant::now());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -280,26 +227,25 @@ impl<S: TimedIo> WebSocket<S> {
         self.io.flush()
     }
 
+    /// Queues a message without writing it: [`WebSocket::flush`], a send or
+    /// a receive writes it.
+    pub fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
+        Ok(message::queue(&mut self.conn, &msg.into())?)
+    }
+
     /// Writes everything queued. Fails if the connection was given up
-    /// meanwhile (a keepalive or close timeout: the error it met, or
-    /// [`Error::Closed`]).
+    /// meanwhile (the keepalive timeout, or [`Error::Closed`]).
     pub fn flush(&mut self) -> Result<()> {
         self.write_out()?;
         if self.conn.is_aborted() {
-            return Err(match self.report.take().map(|r| *r) {
-                Some(Err(e)) => e,
-                other => {
-                    self.report = other.map(Box::new);
-                    Error::Closed
-                }
-            });
+            return Err(self.driver.flush_error());
         }
         Ok(())
     }
 
     /// Sends a message and writes it out.
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
-        message::queue(&mut self.conn, &msg.into())?;
+        self.feed(msg)?;
         self.flush()
     }
 

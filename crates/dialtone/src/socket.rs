@@ -11,28 +11,20 @@
 //!
 //! # Timeouts
 //!
-//! [`Timeouts`] (set on the [`Dialer`](crate::Dialer), the
-//! [`Acceptor`](crate::Acceptor) or with [`WebSocket::set_timeouts`]) says
-//! what happens when: the close timeout bounds the closing handshake;
-//! keepalive and the idle timeout are off by default. What the application
-//! sees:
+//! [`Timeouts`] (of the [`Dialer`](crate::Dialer) or the
+//! [`Acceptor`](crate::Acceptor), or [`WebSocket::set_timeouts`]) says what
+//! happens when; their timers run while the socket is being received from,
+//! the only way to see what they did. What the application sees:
 //!
-//! - a missed keepalive pong deadline: the connection is dropped without a
-//!   closing handshake; the next receive returns
+//! - a missed keepalive pong deadline: the next receive returns
 //!   [`Error::Timeout`]`(pong_deadline)`, then a `Message::Close` with
 //!   [`CloseCode::Abruptly`] (1006, also in [`WebSocket::close_received`]),
 //!   then `None`; a [`WsWriter`] waiting to send fails with
 //!   [`Error::Closed`]. The transport is closed when the socket is dropped.
-//! - the idle timeout: the closing handshake starts with
-//!   [`CloseCode::GoingAway`] (1001, reason `"idle timeout"`, in
-//!   [`Connection::close_sent`]); receiving goes on as for any close: the
-//!   peer's close frame, then `None`, or, if the peer does not answer
-//!   within the close timeout, `Abruptly` and `None`.
-//!
-//! The timers run while the socket is being received from, which is also
-//! the only way to see what they did, and time is measured only once the
-//! transport has nothing more to read, so a slow application is never
-//! timed out by bytes already waiting for it.
+//! - the idle timeout: the peer gets a close frame with
+//!   [`CloseCode::GoingAway`] (1001, `"idle timeout"`); receiving goes on as
+//!   for any close: the peer's close frame (or `Abruptly` at the close
+//!   timeout), then `None`.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -63,23 +55,100 @@ pub(crate) const MAX_READ_RESERVE: usize = 1 << 20;
 /// `poll_ready` waits for the output to drain below this many bytes.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
+/// What both faces keep beside the core, and the rules of driving it that
+/// they share: a close or an error is reported only once the output queued
+/// before it is written; the transport is shut down once, when the core
+/// says; a failed transport is given up.
+#[derive(Debug, Default)]
+pub(crate) struct Driver {
+    /// The peer's close or an error, held until the output is written.
+    /// (Boxed: it is rare, and `Error` is large.)
+    report: Option<Box<Result<Message>>>,
+    /// Our side of the transport is shut down.
+    shut_down: bool,
+}
+
+impl Driver {
+    /// The next message to return at once; a close or an error is held.
+    pub(crate) fn next_event(&mut self, conn: &mut Connection) -> Option<Message> {
+        if self.report.is_none() {
+            match conn.next_event() {
+                Ok(Some(Event::Close(frame))) => self.hold(Ok(Message::Close(frame))),
+                Ok(Some(event)) => return Some(event.into()),
+                Ok(None) => {}
+                Err(e) => self.hold(Err(e.into())),
+            }
+        }
+        None
+    }
+
+    fn hold(&mut self, report: Result<Message>) {
+        self.report.get_or_insert_with(|| Box::new(report));
+    }
+
+    /// The held close or error, once the output is written.
+    pub(crate) fn take_report(&mut self) -> Option<Result<Message>> {
+        self.report.take().map(|r| *r)
+    }
+
+    /// Whether to read: not once the transport ended, nor while a report
+    /// waits for the output (bytes would only pile up).
+    pub(crate) fn wants_read(&self, conn: &Connection) -> bool {
+        self.report.is_none() && !conn.eof_received()
+    }
+
+    /// Whether the transport must be shut down now; call
+    /// [`Driver::shut_down`] once it is.
+    pub(crate) fn must_shut_down(&self, conn: &Connection) -> bool {
+        !self.shut_down && conn.should_close_transport()
+    }
+
+    pub(crate) fn shut_down(&mut self) {
+        self.shut_down = true;
+    }
+
+    /// The transport failed: the core gives it up. After the closing
+    /// handshake that only means the peer went first: nothing is lost.
+    pub(crate) fn on_io_error(&mut self, conn: &mut Connection, e: io::Error) {
+        if conn.state() != State::Closed {
+            self.hold(Err(e.into()));
+        }
+        conn.abort();
+    }
+
+    /// Hands the core the time; a keepalive timeout is reported next.
+    pub(crate) fn handle_timeout(&mut self, conn: &mut Connection, now: std::time::Instant) {
+        if let Err(e) = conn.handle_timeout(now) {
+            self.hold(Err(e.into()));
+        }
+    }
+
+    /// Why a flush failed on a connection given up: the error met (taken,
+    /// so it is reported once), or `Closed`.
+    pub(crate) fn flush_error(&mut self) -> Error {
+        match self.report.as_deref() {
+            Some(Err(_)) => match self.take_report() {
+                Some(Err(e)) => e,
+                _ => Error::Closed,
+            },
+            _ => Error::Closed,
+        }
+    }
+}
+
 /// The transport and the core.
 #[derive(Debug)]
 struct Inner<S> {
     io: S,
     conn: Connection,
+    driver: Driver,
     /// Sleeps until the core's next deadline. (Made at the first one: a
     /// connection without timers running has none.)
     timer: Option<Pin<Box<Sleep>>>,
     /// The size reads go in: FIRST_READ_CHUNK, then READ_CHUNK.
     read_chunk: usize,
-    /// The peer's close or an error, reported once the output the core
-    /// queued before it is written. (Boxed: it is rare, and `Error` is large.)
-    report: Option<Box<Result<Message>>>,
     /// Bytes were written since the transport was last flushed.
     unflushed: bool,
-    /// Our side of the transport is shut down, as the core said.
-    shut_down: bool,
     /// A split writer waiting for the transport to accept bytes.
     write_waker: Option<Waker>,
 }
@@ -110,21 +179,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// The transport failed: the core gives it up. After the closing
-    /// handshake that only means the peer went first: nothing is lost.
     fn on_io_error(&mut self, e: io::Error) {
-        if self.conn.state() != State::Closed && self.report.is_none() {
-            self.report = Some(Box::new(Err(e.into())));
-        }
-        self.conn.abort();
+        self.driver.on_io_error(&mut self.conn, e);
         self.wake_writer();
     }
 
-    /// Hands the core the time; a keepalive timeout is reported next.
     fn handle_timeout(&mut self, now: std::time::Instant) {
-        if let Err(e) = self.conn.handle_timeout(now) {
-            self.report.get_or_insert_with(|| Box::new(Err(e.into())));
-        }
+        self.driver.handle_timeout(&mut self.conn, now);
         if self.conn.is_aborted() {
             self.wake_writer();
         }
@@ -138,15 +199,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
-            if self.report.is_none() {
-                match self.conn.next_event() {
-                    Ok(Some(Event::Close(frame))) => {
-                        self.report = Some(Box::new(Ok(Message::Close(frame))));
-                    }
-                    Ok(Some(event)) => return Poll::Ready(Some(Ok(event.into()))),
-                    Ok(None) => {}
-                    Err(e) => self.report = Some(Box::new(Err(e.into()))),
-                }
+            if let Some(msg) = self.driver.next_event(&mut self.conn) {
+                return Poll::Ready(Some(Ok(msg)));
             }
             // What the core queued (pongs; the close frame that answers the
             // peer's close or a protocol error) goes out before anything
@@ -165,15 +219,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 if had_output {
                     self.wake_writer();
                 }
-                if let Some(report) = self.report.take() {
-                    return Poll::Ready(Some(*report));
+                if let Some(report) = self.driver.take_report() {
+                    return Poll::Ready(Some(report));
                 }
-                if !self.shut_down && self.conn.should_close_transport() {
+                if self.driver.must_shut_down(&self.conn) {
                     // An error only means the peer already went; a shutdown
                     // that cannot finish (TLS close_notify to a peer that
                     // does not read) ends at the close timeout.
                     match Pin::new(&mut self.io).poll_shutdown(cx) {
-                        Poll::Ready(_) => self.shut_down = true,
+                        Poll::Ready(_) => self.driver.shut_down(),
                         Poll::Pending => blocked = true,
                     }
                 }
@@ -181,38 +235,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     return Poll::Ready(None);
                 }
             }
-            if !self.conn.eof_received() && self.report.is_none() {
-                match self.poll_read(cx) {
-                    Poll::Ready(Ok(0)) => {
-                        self.conn.receive_eof();
-                        continue;
-                    }
-                    Poll::Ready(Ok(_)) => {
-                        // Decoded at the top of the loop. A deadline that
-                        // passed while bytes keep coming is still handled
-                        // (the bytes count as activity, so only the close
-                        // timeout can end the connection then).
-                        if let Some(deadline) = self.conn.poll_timeout() {
-                            let now = Instant::now().into_std();
-                            if deadline <= now {
-                                self.handle_timeout(now);
-                            }
-                        }
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        self.on_io_error(e);
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
+            let read = match self.driver.wants_read(&self.conn) {
+                true => self.poll_read(cx),
+                false => Poll::Pending,
+            };
+            let more = read.is_ready(); // decoded at the top of the loop
+            match read {
+                Poll::Ready(Ok(0)) => self.conn.receive_eof(),
+                Poll::Ready(Err(e)) => self.on_io_error(e),
+                _ => {}
             }
-            // Nothing to read, output written or blocked: the core's time.
+            // The core's time: once nothing more is to be read, and when a
+            // deadline passed though bytes keep coming (they count as
+            // activity: only the close timeout can end the connection then).
             let now = Instant::now().into_std();
             let due = self.conn.poll_timeout().is_some_and(|d| d <= now);
-            self.handle_timeout(now);
-            if due {
-                continue; // it acted: a ping, a close frame, or the end
+            if due || !more {
+                self.handle_timeout(now);
+            }
+            if due || more {
+                continue; // to decode, or to act on what the timeout did
             }
             if let Some(deadline) = self.conn.poll_timeout() {
                 let deadline = Instant::from_std(deadline);
@@ -268,6 +310,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         message::queue(&mut self.conn, msg).map_err(Error::from)
     }
 
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        // Closing after the close is a no-op.
+        self.conn.close(CloseFrame::new(CloseCode::Normal, ""))?;
+        self.poll_flush(cx)
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.conn.is_aborted() {
             // Given up (a timeout, a failed transport): what was queued is lost.
@@ -304,11 +352,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let inner = Inner {
             io,
             conn,
+            driver: Driver::default(),
             timer: None,
             read_chunk: FIRST_READ_CHUNK,
-            report: None,
             unflushed: false,
-            shut_down: false,
             write_waker: None,
         };
         WebSocket { inner, protocol }
@@ -515,13 +562,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     /// Starts the closing handshake with `Normal` (if not started) and
     /// flushes; keep receiving to see the peer's close.
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.inner.conn.state() == State::Open {
-            self.inner
-                .conn
-                .close(CloseFrame::new(CloseCode::Normal, ""))
-                .map_err(Error::from)?;
-        }
-        self.inner.poll_flush(cx)
+        self.inner.poll_close(cx)
     }
 }
 
@@ -617,13 +658,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsWriter<S> {
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut inner = lock(&self.shared);
-        if inner.conn.state() == State::Open {
-            inner
-                .conn
-                .close(CloseFrame::new(CloseCode::Normal, ""))
-                .map_err(Error::from)?;
-        }
-        inner.poll_flush(cx)
+        lock(&self.shared).poll_close(cx)
     }
 }
