@@ -89,3 +89,15 @@ pub(crate) fn queue(
         Message::Close(c) => conn.close(c.clone()),
     }
 }
+
+/// Hands `msg` to the connection, a text or binary message uncompressed.
+pub(crate) fn queue_uncompressed(
+    conn: &mut dialtone_proto::Connection,
+    msg: &Message,
+) -> Result<(), dialtone_proto::Error> {
+    match msg {
+        Message::Text(t) => conn.send_message_uncompressed(MessageKind::Text, t.as_bytes()),
+        Message::Binary(b) => conn.send_message_uncompressed(MessageKind::Binary, b),
+        other => queue(conn, other),
+    }
+}

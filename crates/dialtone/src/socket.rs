@@ -451,18 +451,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// known to be incompressible), and waits until it is written.
     pub async fn send_uncompressed(&mut self, msg: Message) -> Result<()> {
         poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        match &msg {
-            Message::Text(t) => self
-                .inner
-                .conn
-                .send_message_uncompressed(dialtone_proto::MessageKind::Text, t.as_bytes()),
-            Message::Binary(b) => self
-                .inner
-                .conn
-                .send_message_uncompressed(dialtone_proto::MessageKind::Binary, b),
-            other => message::queue(&mut self.inner.conn, other),
-        }
-        .map_err(Error::from)?;
+        message::queue_uncompressed(&mut self.inner.conn, &msg).map_err(Error::from)?;
         poll_fn(|cx| self.inner.poll_flush(cx)).await
     }
 
