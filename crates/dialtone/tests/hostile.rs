@@ -381,3 +381,34 @@ async fn handshakes_past_the_limit_get_503_and_room_comes_back() {
     assert!(ok.is_ok(), "{:?}", ok.err());
     drop(slow);
 }
+
+#[tokio::test]
+async fn a_protocol_error_is_answered_with_1002_before_it_is_returned() {
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut ws, _) = listener.accept().await.unwrap().handshake().await.unwrap();
+        let got = ws.recv().await;
+        // Hold the socket until the peer has checked what it received:
+        // nothing written after this point counts.
+        let _ = rx.await;
+        drop(ws);
+        got.map(|r| r.map_err(|e| e.to_string()))
+    });
+    let mut s = raw_client(addr).await;
+    s.write_all(&[0x83, 0x80, 1, 2, 3, 4]).await.unwrap(); // reserved opcode 0x3
+    let mut head = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1002);
+    tx.send(()).unwrap();
+    let got = server.await.unwrap();
+    assert!(
+        matches!(&got, Some(Err(e)) if e.contains("opcode")),
+        "{got:?}"
+    );
+}
