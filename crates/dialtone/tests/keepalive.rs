@@ -234,3 +234,74 @@ async fn keepalive_timeout_fails_a_stream_mode_read_with_timed_out() {
     // The end that follows is not reported twice.
     assert_eq!(stream.read(&mut buf).await.unwrap(), 0);
 }
+
+/// A peer that completes the handshake, then never reads again (so that
+/// our writes block) and never closes, for ten seconds.
+async fn mute_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok((ws, _)) = dialtone::accept(tcp).await else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(ws);
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_writer_waiting_on_a_peer_the_keepalive_timed_out_wakes_with_an_error() {
+    let addr = mute_server().await;
+    let (ws, _) = Dialer::new()
+        .timeouts(Timeouts::default().keepalive(100 * MS, 200 * MS))
+        .dial(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0u8; 1 << 20];
+        let mut sent = 0;
+        loop {
+            match writer.send(chunk.clone()).await {
+                Ok(()) => sent += 1,
+                Err(e) => return (sent, e),
+            }
+        }
+    });
+    let first = timeout(Duration::from_secs(3), reader.recv())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(Err(Error::Timeout(_)))), "{first:?}");
+    let (sent, err) = timeout(Duration::from_secs(3), writer)
+        .await
+        .expect("the waiting writer wakes up")
+        .unwrap();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+    assert!(sent < 64, "the writer was blocked: {sent} MiB went out");
+    assert_eq!(
+        reader.recv().await.unwrap().unwrap(),
+        Message::Close(CloseFrame::new(CloseCode::Abruptly, ""))
+    );
+    assert!(reader.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn dialer_timeouts_reach_the_connection() {
+    let addr = deaf_server().await;
+    let timeouts = Timeouts::default().keepalive(100 * MS, 100 * MS).close(MS);
+    let (ws, _) = Dialer::new()
+        .timeouts(timeouts)
+        .dial(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(ws.connection().config().timeouts, timeouts);
+    let mut stream = ws.into_stream(dialtone::MessageKind::Text);
+    let mut buf = [0u8; 4];
+    let err = timeout(Duration::from_secs(2), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}
