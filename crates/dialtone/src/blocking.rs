@@ -185,7 +185,7 @@ impl<S: TimedIo> WebSocket<S> {
     /// one that passed is handled only after the next read or write.
     fn wait_limit(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        if !self.conn.poll_timeout().is_some_and(|d| d <= now) {
+        if self.conn.poll_timeout().is_none_or(|d| d > now) {
             self.driver.handle_timeout(&mut self.conn, now);
         }
         let deadline = self.conn.poll_timeout()?;

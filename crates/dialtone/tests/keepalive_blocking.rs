@@ -12,14 +12,11 @@ use dialtone::{Acceptor, CloseCode, CloseFrame, Dialer, Error, Message, Timeouts
 
 const MS: Duration = Duration::from_millis(1);
 
-/// A blocking echo server for one connection, with these timeouts; returns
-/// what it received (and when) and the close frame it sent.
-fn echo_server(
-    timeouts: Timeouts,
-) -> (
-    SocketAddr,
-    thread::JoinHandle<(Vec<(Message, Duration)>, Option<CloseFrame>)>,
-) {
+/// What a server received (and when), and the close frame it sent.
+type Served = (Vec<(Message, Duration)>, Option<CloseFrame>);
+
+/// A blocking echo server for one connection, with these timeouts.
+fn echo_server(timeouts: Timeouts) -> (SocketAddr, thread::JoinHandle<Served>) {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap();
     let handle = thread::spawn(move || {
