@@ -96,8 +96,6 @@ pub enum Error {
 impl From<dialtone_proto::Error> for Error {
     fn from(e: dialtone_proto::Error) -> Self {
         match e {
-            dialtone_proto::Error::Protocol(p) => Error::Protocol(p),
-            dialtone_proto::Error::Handshake(h) => Error::Handshake(h),
             dialtone_proto::Error::Closed => Error::Closed,
             other => Error::Usage(other),
         }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use crate::close::CloseCode;
-use crate::handshake::HandshakeError;
 
 /// A violation of RFC 6455 (or of our limits) by the peer. Each one fails the
 /// connection with the close code given by [`ProtocolError::close_code`].
@@ -66,9 +65,6 @@ pub enum ProtocolError {
         /// The configured limit.
         limit: usize,
     },
-    /// A data frame after the peer's close frame (§5.5.1).
-    #[error("data after the close frame")]
-    DataAfterClose,
     /// An extension (e.g. permessage-deflate) reported bad data.
     #[error("extension error: {0}")]
     Extension(String),
@@ -89,16 +85,10 @@ impl ProtocolError {
     }
 }
 
-/// Everything that can go wrong in dialtone-proto.
+/// What [`Connection`](crate::Connection)'s calls refuse (the handshake's
+/// own errors are [`HandshakeError`](crate::HandshakeError)s).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The peer broke the protocol; the connection is failing with the
-    /// matching close code.
-    #[error("protocol error: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// The opening handshake failed.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
     /// A message was handed over after the close frame was sent.
     #[error("the connection is closing or closed; nothing more can be sent")]
     Closed,
