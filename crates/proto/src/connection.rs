@@ -594,7 +594,11 @@ impl Connection {
                     self.utf8_in_place
                         .finish()
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Event::Text(Utf8Bytes::from_validated(payload))
+                    // SAFETY: `utf8_in_place` was fed every byte of this
+                    // payload, in order, as it was unmasked in place (from
+                    // offset 0, where it was reset), accepted them all and
+                    // finished.
+                    Event::Text(unsafe { Utf8Bytes::from_validated(payload) })
                 } else {
                     Event::Binary(payload)
                 };
@@ -672,7 +676,11 @@ impl Connection {
                             .utf8
                             .finish()
                             .map_err(|_| ProtocolError::InvalidUtf8)?;
-                        Event::Text(Utf8Bytes::from_validated(payload))
+                        // SAFETY: the message's validator was fed exactly
+                        // its payload, in order (each chunk as it joined
+                        // `buf`, or each inflated piece as it joined
+                        // `inflated`), accepted it all and finished.
+                        Event::Text(unsafe { Utf8Bytes::from_validated(payload) })
                     }
                     MessageKind::Binary => Event::Binary(payload),
                 };

@@ -136,9 +136,12 @@ impl Utf8Bytes {
         Ok(Utf8Bytes(bytes))
     }
 
-    /// Wraps bytes already checked by a [`Utf8Validator`] that accepted
-    /// every byte and finished.
-    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+    /// Wraps bytes without checking them again (debug builds still do).
+    ///
+    /// # Safety
+    /// `bytes` must be UTF-8: in the connection, bytes that a
+    /// [`Utf8Validator`] was fed exactly, accepted in full and finished.
+    pub(crate) unsafe fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(validate(&bytes).is_ok());
         Utf8Bytes(bytes)
     }
@@ -146,10 +149,10 @@ impl Utf8Bytes {
     /// The string.
     #[inline]
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor checks that the bytes are UTF-8
-        // (`try_from_bytes`, `From<String>`, `From<&'static str>`), or takes
-        // bytes that a `Utf8Validator` accepted in full (`from_validated`,
-        // checked again in debug builds), and `Bytes` is immutable.
+        // SAFETY: every safe constructor checks that the bytes are UTF-8
+        // (`try_from_bytes`, `From<String>`, `From<&'static str>`); the one
+        // that does not, `from_validated`, is `unsafe` and requires it; and
+        // `Bytes` is immutable.
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
