@@ -14,13 +14,12 @@ use dialtone_proto::handshake::{parse_response, ClientHandshake};
 use dialtone_proto::http::{HeaderMap, StatusCode};
 use dialtone_proto::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cookies::CookieJar;
 use crate::error::{Error, Rejection, Result};
 use crate::handshake::{client_step, connect_host, parse_url, target, Response, HANDSHAKE_READ};
 use crate::socket::{WebSocket, DEFAULT_CLOSE_TIMEOUT};
-use crate::transport::Transport;
+use crate::transport::{connect, Transport};
 
 /// The default `User-Agent`: `dialtone/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("dialtone/", env!("CARGO_PKG_VERSION"));
@@ -555,36 +554,5 @@ fn url_auth(url: &url::Url) -> Option<Auth> {
     Some(Auth::Basic {
         user: decode(url.username()),
         password: decode(url.password().unwrap_or("")),
-    })
-}
-
-/// Connects to the first address of `host` that accepts, in resolver order.
-pub(crate) async fn connect(host: &str, port: u16) -> Result<TcpStream> {
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| Error::Dns {
-            host: host.to_owned(),
-            source,
-        })?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Frames are written whole; do not let Nagle hold them back.
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) => last = Some((addr, e)),
-        }
-    }
-    Err(match last {
-        Some((addr, source)) => Error::Connect {
-            addr: addr.to_string(),
-            source,
-        },
-        None => Error::Dns {
-            host: host.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-        },
     })
 }

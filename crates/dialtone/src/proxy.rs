@@ -242,7 +242,7 @@ impl Proxy {
 
     /// Connects to the proxy and opens a tunnel to `host:port` through it.
     pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream> {
-        let mut tcp = crate::dialer::connect(&self.host, self.port)
+        let mut tcp = crate::transport::connect(&self.host, self.port)
             .await
             .map_err(|e| match e {
                 Error::Dns { source, .. } => self.fail(ProxyError::Dns(source)),
