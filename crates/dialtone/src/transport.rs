@@ -1,7 +1,7 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
 //! plain TCP, or TLS over TCP (see [`tls`](crate::tls)) — so that `ws://`
 //! and `wss://` connections have one type. A proxied connection is the
-//! tunnel's TCP stream to the proxy. [`connect`] opens the TCP stream the
+//! tunnel's TCP stream to the proxy. `connect` opens the TCP stream the
 //! dialer and the proxies start from.
 
 use std::io;
