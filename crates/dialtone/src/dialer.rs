@@ -1,9 +1,10 @@
 //! [`Dialer`]: a URL in, an open [`WebSocket`] out.
 //!
-//! `ws://` URL → DNS → TCP (addresses tried in order) → opening handshake,
-//! all under one dial timeout (30 s by default, as in EFL). The handshake
-//! can also run over any transport the caller connected itself
-//! ([`Dialer::handshake`]): that is where TLS and proxies plug in.
+//! `ws://` or `wss://` URL → proxy (given, or from `*_PROXY` / `NO_PROXY`)
+//! → DNS → TCP (addresses tried in order) → TLS for `wss://` → opening
+//! handshake, with redirects, cookies and authentication, all under one
+//! dial timeout (30 s by default, as in EFL). The handshake can also run
+//! over any transport the caller connected itself ([`Dialer::handshake`]).
 
 use std::time::Duration;
 
