@@ -29,6 +29,7 @@
 pub mod blocking;
 pub mod cookies;
 pub mod dialer;
+mod digest;
 pub mod error;
 pub mod handshake;
 pub mod listener;
