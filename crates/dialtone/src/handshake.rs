@@ -2,16 +2,22 @@
 //! faces: what to do with the bytes read so far. The rules are the core's
 //! (`dialtone_proto::handshake`); this module only decides when a head is
 //! complete and what to answer.
+//!
+//! Each face's read loop is "read into the step's buffer, then let the step
+//! judge": `ClientStep` for the dialer (upgraded, or rejected with the
+//! head and the start of the body) and `ServerStep` for the acceptor
+//! (upgraded, plain HTTP, or refused), so no face parses anything itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::{self as hs, ClientHandshake, Reject, ResponseHead};
-use dialtone_proto::http::{HeaderMap, Request, StatusCode};
+use dialtone_proto::http::{header, HeaderMap, Request, StatusCode};
 use dialtone_proto::{Config, Connection, Role};
 
-use crate::error::{Error, Result};
+use crate::dialer::MAX_REJECTION_BODY;
+use crate::error::{Error, Rejection, Result};
 
 /// The server's answer to a successful client handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,31 +35,132 @@ pub struct Response {
 /// Reads of a handshake head go in pieces of this size.
 pub(crate) const HANDSHAKE_READ: usize = 4096;
 
-/// Given the server's complete `101` head (`len` bytes at the start of
-/// `buf`): the connection and response. Bytes after the head are handed to
-/// the connection.
-pub(crate) fn client_step(
-    request: &ClientHandshake,
-    config: &Config,
-    head: ResponseHead,
-    len: usize,
-    buf: &mut BytesMut,
-    url: &url::Url,
-) -> Result<(Connection, Response)> {
-    let negotiated = request.check_response(&head)?;
-    buf.advance(len);
-    let mut conn = Connection::with_deflate(Role::Client, config.clone(), negotiated.deflate);
-    conn.read_buffer().extend_from_slice(buf);
-    buf.clear();
-    Ok((
-        conn,
-        Response {
+/// The client's handshake read loop, without the reading: the face reads
+/// into [`ClientStep::buffer`] and calls [`ClientStep::step`] with what it
+/// read, until the step has an outcome.
+#[derive(Debug)]
+pub(crate) struct ClientStep<'a> {
+    request: &'a ClientHandshake,
+    config: &'a Config,
+    url: &'a url::Url,
+    buf: BytesMut,
+    /// A refusal's head, once it has arrived, and how much of its body to keep.
+    refusal: Option<(ResponseHead, usize)>,
+}
+
+/// What a server answered to our handshake.
+#[derive(Debug)]
+pub(crate) enum ClientOutcome {
+    /// `101`: the connection (holding any bytes that came after the head)
+    /// and the response.
+    Upgraded(Box<(Connection, Response)>),
+    /// Any other status, with the start of the body.
+    Rejected(Box<Rejection>),
+}
+
+impl<'a> ClientStep<'a> {
+    /// A step for the answer to `request` (sent to `url`).
+    pub(crate) fn new(request: &'a ClientHandshake, config: &'a Config, url: &'a url::Url) -> Self {
+        ClientStep {
+            request,
+            config,
+            url,
+            buf: BytesMut::with_capacity(HANDSHAKE_READ),
+            refusal: None,
+        }
+    }
+
+    /// Where to read to, with room for at least one more read.
+    pub(crate) fn buffer(&mut self) -> &mut BytesMut {
+        self.buf.reserve(HANDSHAKE_READ);
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into the buffer (0: the server closed the
+    /// connection): `None` while more is needed.
+    pub(crate) fn step(&mut self, n: usize) -> Result<Option<ClientOutcome>> {
+        if let Some((_, want)) = &self.refusal {
+            return Ok((n == 0 || self.buf.len() >= *want).then(|| self.rejected()));
+        }
+        if n == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the handshake",
+            )));
+        }
+        let Some((head, len)) = hs::parse_response(&self.buf, self.config.max_handshake_size)?
+        else {
+            return Ok(None);
+        };
+        if head.status != StatusCode::SWITCHING_PROTOCOLS {
+            self.buf.advance(len);
+            // `Content-Length` bytes, or until the server closes.
+            let want = head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(MAX_REJECTION_BODY)
+                .min(MAX_REJECTION_BODY);
+            self.refusal = Some((head, want));
+            return Ok((self.buf.len() >= want).then(|| self.rejected()));
+        }
+        let negotiated = self.request.check_response(&head)?;
+        self.buf.advance(len);
+        let mut conn =
+            Connection::with_deflate(Role::Client, self.config.clone(), negotiated.deflate);
+        conn.read_buffer().extend_from_slice(&self.buf);
+        self.buf.clear();
+        let response = Response {
             head,
             protocol: negotiated.protocol,
             deflate: negotiated.deflate,
-            url: url.clone(),
-        },
-    ))
+            url: self.url.clone(),
+        };
+        Ok(Some(ClientOutcome::Upgraded(Box::new((conn, response)))))
+    }
+
+    /// Whether a refusal's head has arrived and its body is being read:
+    /// the face bounds that in time (a second), then takes
+    /// [`ClientStep::rejected`].
+    pub(crate) fn reading_body(&self) -> bool {
+        self.refusal.is_some()
+    }
+
+    /// The refusal, with as much of its body as has arrived.
+    pub(crate) fn rejected(&mut self) -> ClientOutcome {
+        let Some((head, want)) = self.refusal.take() else {
+            // Only called once a refusal's head has arrived.
+            return ClientOutcome::Rejected(Box::new(Rejection {
+                status: StatusCode::BAD_GATEWAY,
+                reason: "no response".into(),
+                headers: HeaderMap::new(),
+                body: Default::default(),
+            }));
+        };
+        self.buf.truncate(want);
+        ClientOutcome::Rejected(Box::new(Rejection::from_head(
+            head,
+            self.buf.split().freeze(),
+        )))
+    }
+}
+
+/// A blocking read into a step's buffer (which has room for it).
+pub(crate) fn read_into(io: &mut impl std::io::Read, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + HANDSHAKE_READ, 0);
+    let read = io.read(&mut buf[start..]);
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
+}
+
+/// The refusal of a request that does not ask for a WebSocket.
+pub(crate) fn upgrade_required() -> Reject {
+    Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`").with_header(
+        header::UPGRADE,
+        dialtone_proto::http::HeaderValue::from_static("websocket"),
+    )
 }
 
 /// Decides which subprotocol to speak, or refuses, given the request and
@@ -186,7 +293,7 @@ impl Acceptor {
     /// complete; then the bytes to answer with and, if accepted, the
     /// connection. A refusal's answer must be written before the error is
     /// reported.
-    pub(crate) fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
+    fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
         let Some((request, len)) = hs::parse_request(buf, self.config.max_handshake_size)? else {
             return Ok(None);
         };
@@ -230,6 +337,70 @@ impl Acceptor {
             protocol,
             extensions,
         }))
+    }
+}
+
+/// What a complete request head turned out to be.
+pub(crate) enum ServerHead {
+    /// A valid WebSocket handshake: answer it and go on.
+    Upgrade(Box<ServerOutcome>),
+    /// A request without `Upgrade: websocket`, handed back to be answered.
+    Plain(Request<()>),
+    /// A refusal to answer with.
+    Refused(Reject),
+}
+
+/// The server's handshake read loop, without the reading (see
+/// [`ClientStep`]).
+pub(crate) struct ServerStep<'a> {
+    acceptor: &'a Acceptor,
+    buf: BytesMut,
+    plain_http: bool,
+}
+
+impl<'a> ServerStep<'a> {
+    /// A step for one client; with `plain_http`, a request that does not
+    /// ask for a WebSocket is handed back instead of refused with `426`.
+    pub(crate) fn new(acceptor: &'a Acceptor, plain_http: bool) -> Self {
+        ServerStep {
+            acceptor,
+            buf: BytesMut::with_capacity(HANDSHAKE_READ),
+            plain_http,
+        }
+    }
+
+    /// Where to read to, with room for at least one more read.
+    pub(crate) fn buffer(&mut self) -> &mut BytesMut {
+        self.buf.reserve(HANDSHAKE_READ);
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into the buffer (0: the client closed):
+    /// `None` while the head is incomplete.
+    pub(crate) fn step(&mut self, n: usize) -> Result<Option<ServerHead>> {
+        if n == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client closed the connection during the handshake",
+            )));
+        }
+        match self.acceptor.step(&mut self.buf) {
+            Ok(None) => Ok(None),
+            Ok(Some(outcome)) => Ok(Some(ServerHead::Upgrade(Box::new(outcome)))),
+            Err(reject) => {
+                // Refused as a handshake: a complete head without
+                // `Upgrade: websocket` is plain HTTP, if wanted.
+                if self.plain_http {
+                    let limit = self.acceptor.config.max_handshake_size;
+                    if let Ok(Some((request, _))) = hs::parse_request(&self.buf, limit) {
+                        if !hs::header_has_token(request.headers(), &header::UPGRADE, "websocket") {
+                            return Ok(Some(ServerHead::Plain(request)));
+                        }
+                    }
+                }
+                Ok(Some(ServerHead::Refused(reject)))
+            }
+        }
     }
 }
 

@@ -27,7 +27,9 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+mod blocking_transport;
 pub mod cookies;
+mod dial_plan;
 pub mod dialer;
 mod digest;
 pub mod error;
