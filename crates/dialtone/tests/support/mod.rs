@@ -1,4 +1,4 @@
-//! Helpers for the tests that run real servers (nginx, tinyproxy,
+//! Helpers for the tests that run real servers (nginx, apache2, tinyproxy,
 //! microsocks) on 127.0.0.1: temp dirs, child processes killed on drop,
 //! certificates made with rcgen, and an echo listener.
 
@@ -64,7 +64,8 @@ pub fn require(program: &str, debian_package: &str) -> PathBuf {
     }
     panic!(
         "`{program}` not found: install the Debian package `{debian_package}` \
-         (apt-get install -y {debian_package}); this test needs the real server"
+         (apt-get install -y --no-install-recommends {debian_package}, or run \
+         `cargo xtask test`, which installs it); this test needs the real server"
     );
 }
 
@@ -316,6 +317,63 @@ http {{
         .arg("-g")
         .arg("daemon off; master_process off;");
     let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
+    child.wait_for_port(port);
+    child
+}
+
+/// The blocking twin of [`round_trip`]: `dial_blocking`, a text echoed.
+pub fn round_trip_blocking(dialer: &dialtone::Dialer, url: &str) -> dialtone::Result<()> {
+    let (mut ws, _) = dialer.dial_blocking(url)?;
+    ws.send("ping through")?;
+    match ws.recv() {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "ping through"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    ws.close(dialtone::CloseCode::Normal, "")?;
+    Ok(())
+}
+
+/// [`round_trip`] with each face: `[async, blocking]`. The blocking dial
+/// runs on tokio's blocking pool, so that servers on this runtime go on.
+pub async fn round_trip_both(dialer: &dialtone::Dialer, url: &str) -> [dialtone::Result<()>; 2] {
+    let async_face = round_trip(dialer, url).await;
+    let (dialer, url) = (dialer.clone(), url.to_owned());
+    let blocking_face = tokio::task::spawn_blocking(move || round_trip_blocking(&dialer, &url))
+        .await
+        .expect("the blocking dial panicked");
+    [async_face, blocking_face]
+}
+
+/// Runs `check` on each face's result, naming the face if it panics.
+pub fn each_face<T>(results: [T; 2], check: impl Fn(T)) {
+    for (face, result) in ["async", "blocking"].into_iter().zip(results) {
+        eprintln!("checking the {face} face");
+        check(result);
+    }
+}
+
+/// Starts Debian's apache2 in the foreground (`-X`, one process), with its
+/// own config, pid file and logs in `dir`, loading the modules named
+/// (`auth_digest` for `mod_auth_digest.so`, …) and serving `body`; waits
+/// until it listens on `port`. It never touches the system's service.
+pub fn start_apache(dir: &TempDir, modules: &[&str], body: &str, port: u16) -> ChildGuard {
+    let apache = require("apache2", "apache2");
+    let root = dir.path().display();
+    let mut conf = format!(
+        "ServerRoot \"{root}\"\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n\
+         PidFile \"{root}/apache.pid\"\nErrorLog \"{root}/error.log\"\nLogLevel info\n\
+         DefaultRuntimeDir \"{root}\"\nMutex file:{root} default\n"
+    );
+    for module in ["mpm_event"].iter().chain(modules) {
+        conf.push_str(&format!(
+            "LoadModule {module}_module /usr/lib/apache2/modules/mod_{module}.so\n"
+        ));
+    }
+    conf.push_str(body);
+    let conf_path = dir.write("apache.conf", conf);
+    let mut cmd = Command::new(apache);
+    cmd.arg("-f").arg(&conf_path).arg("-X");
+    let mut child = ChildGuard::spawn("apache2", cmd, &dir.path().join("apache.out"));
     child.wait_for_port(port);
     child
 }
