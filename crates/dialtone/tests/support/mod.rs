@@ -377,3 +377,65 @@ pub fn start_apache(dir: &TempDir, modules: &[&str], body: &str, port: u16) -> C
     child.wait_for_port(port);
     child
 }
+
+/// A tinyproxy on 127.0.0.1 that may CONNECT only to `allowed_ports`.
+pub struct Tinyproxy {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+pub fn tinyproxy(allowed_ports: &[u16], basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+    let bin = require("tinyproxy", "tinyproxy");
+    let dir = TempDir::new("tinyproxy");
+    let port = free_port();
+    let d = dir.path().display();
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\n\
+         LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\n\
+         Allow 127.0.0.1\n"
+    );
+    // Without ConnectPort lines tinyproxy would allow every port; with
+    // them, only these (Debian's default config allows 443 and 563 only).
+    for p in allowed_ports {
+        conf.push_str(&format!("ConnectPort {p}\n"));
+    }
+    if let Some((user, password)) = basic_auth {
+        conf.push_str(&format!("BasicAuth {user} {password}\n"));
+    }
+    let conf = dir.write("tinyproxy.conf", conf);
+    let mut cmd = Command::new(bin);
+    cmd.arg("-d").arg("-c").arg(conf);
+    let mut child = ChildGuard::spawn("tinyproxy", cmd, &dir.path().join("tinyproxy.log"));
+    child.wait_for_port(port);
+    Tinyproxy {
+        port,
+        _child: child,
+        _dir: dir,
+    }
+}
+
+/// A microsocks SOCKS5 server on 127.0.0.1, with user/password if given.
+pub struct Microsocks {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+pub fn microsocks(auth: Option<(&str, &str)>) -> Microsocks {
+    let bin = require("microsocks", "microsocks");
+    let dir = TempDir::new("microsocks");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some((user, password)) = auth {
+        cmd.args(["-u", user, "-P", password]);
+    }
+    let mut child = ChildGuard::spawn("microsocks", cmd, &dir.path().join("microsocks.log"));
+    child.wait_for_port(port);
+    Microsocks {
+        port,
+        _child: child,
+        _dir: dir,
+    }
+}
