@@ -439,3 +439,72 @@ pub fn microsocks(auth: Option<(&str, &str)>) -> Microsocks {
         _dir: dir,
     }
 }
+
+/// Like [`round_trip_both`], but hands back each face's [`dialtone::Response`].
+pub async fn dial_both(
+    dialer: &dialtone::Dialer,
+    url: &str,
+) -> [dialtone::Result<dialtone::Response>; 2] {
+    dial_each([dialer, dialer], url).await
+}
+
+/// [`dial_both`] with a dialer for each face: `[async, blocking]`.
+pub async fn dial_each(
+    [dialer, blocking_dialer]: [&dialtone::Dialer; 2],
+    url: &str,
+) -> [dialtone::Result<dialtone::Response>; 2] {
+    let async_face = async {
+        let (mut ws, response) = dialer.dial(url).await?;
+        ws.close(dialtone::CloseCode::Normal, "").await?;
+        Ok(response)
+    }
+    .await;
+    let (dialer, url) = (blocking_dialer.clone(), url.to_owned());
+    let blocking_face = tokio::task::spawn_blocking(move || {
+        let (mut ws, response) = dialer.dial_blocking(&url)?;
+        ws.close(dialtone::CloseCode::Normal, "")?;
+        Ok(response)
+    })
+    .await
+    .expect("the blocking dial panicked");
+    [async_face, blocking_face]
+}
+
+/// An HTTP responder on 127.0.0.1: answers each connection's first read
+/// with `answer(request)`, then closes; returns its `ws://` base URL.
+pub async fn http_responder<F>(answer: F) -> String
+where
+    F: Fn(&str) -> String + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = tcp.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let _ = s.write_all(answer(&req).as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+/// A TCP listener on 127.0.0.1 that accepts and never answers; returns its
+/// port (the connections are held until the runtime ends).
+pub async fn silent_server() -> u16 {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+        }
+    });
+    port
+}
