@@ -358,9 +358,9 @@ impl Dialer {
                 let attempt = plan.attempt()?;
                 let transport = self.open_transport(&attempt.url).await?;
                 match self.exchange(transport, &attempt).await? {
-                    Exchange::Upgraded(ws, response) => {
-                        plan.upgraded(&response);
-                        return Ok((*ws, response));
+                    Exchange::Upgraded(upgraded) => {
+                        plan.upgraded(&upgraded.1);
+                        return Ok(*upgraded);
                     }
                     Exchange::Rejected(r) => plan.rejected(r)?,
                 }
@@ -401,9 +401,9 @@ impl Dialer {
         let work = async {
             let attempt = plan.attempt()?;
             match self.exchange(io, &attempt).await? {
-                Exchange::Upgraded(ws, response) => {
-                    plan.upgraded(&response);
-                    Ok((*ws, response))
+                Exchange::Upgraded(upgraded) => {
+                    plan.upgraded(&upgraded.1);
+                    Ok(*upgraded)
                 }
                 Exchange::Rejected(r) => {
                     plan.refused(&r);
@@ -514,7 +514,7 @@ impl Dialer {
                     ws.set_keepalive(Some(interval), deadline);
                 }
                 ws.set_idle_timeout(self.idle_timeout);
-                Exchange::Upgraded(Box::new(ws), response)
+                Exchange::Upgraded(Box::new((ws, response)))
             }
             ClientOutcome::Rejected(r) => Exchange::Rejected(r),
         })
@@ -526,7 +526,7 @@ pub(crate) const REJECTION_BODY_TIME: Duration = Duration::from_secs(1);
 
 /// What one handshake came to.
 pub(crate) enum Exchange<W> {
-    Upgraded(Box<W>, Response),
+    Upgraded(Box<(W, Response)>),
     Rejected(Box<Rejection>),
 }
 
@@ -551,9 +551,9 @@ impl Dialer {
             let attempt = plan.attempt()?;
             let transport = self.open_transport_blocking(&attempt.url, deadline)?;
             match self.exchange_blocking(transport, &attempt, deadline)? {
-                Exchange::Upgraded(ws, response) => {
-                    plan.upgraded(&response);
-                    return Ok((*ws, response));
+                Exchange::Upgraded(upgraded) => {
+                    plan.upgraded(&upgraded.1);
+                    return Ok(*upgraded);
                 }
                 Exchange::Rejected(r) => plan.rejected(r)?,
             }
@@ -650,7 +650,7 @@ impl Dialer {
                 io.set_read_timeout(None)?;
                 io.set_write_timeout(None)?;
                 let ws = blocking::WebSocket::from_connection(io, conn, response.protocol.clone());
-                Exchange::Upgraded(Box::new(ws), response)
+                Exchange::Upgraded(Box::new((ws, response)))
             }
             ClientOutcome::Rejected(r) => Exchange::Rejected(r),
         })

@@ -236,7 +236,7 @@ fn challenges(value: &str) -> Vec<(String, Vec<(String, String)>)> {
         if element.is_empty() {
             continue;
         }
-        let param_start = element.find(|c: char| c == '=' || c == ' ' || c == '\t');
+        let param_start = element.find(['=', ' ', '\t']);
         let is_param = param_start.is_some_and(|i| element[i..].trim_start().starts_with('='));
         if is_param {
             if let (Some(last), Some(param)) = (out.last_mut(), param(element)) {
