@@ -491,13 +491,13 @@ impl Dialer {
                                     return Ok::<_, Error>(outcome);
                                 }
                             }
-                            Err(_) => return Ok(step.rejected()),
+                            Err(_) => return step.rejected(),
                         }
                     }
                 };
                 break match tokio::time::timeout(REJECTION_BODY_TIME, body).await {
                     Ok(outcome) => outcome?,
-                    Err(_) => step.rejected(),
+                    Err(_) => step.rejected()?,
                 };
             }
             let n = io.read_buf(step.buffer()).await?;
@@ -623,7 +623,7 @@ impl Dialer {
                     .saturating_duration_since(Instant::now())
                     .min(deadline.left().unwrap_or_default());
                 if left.is_zero() || io.set_read_timeout(Some(left)).is_err() {
-                    break step.rejected();
+                    break step.rejected()?;
                 }
                 match read_into(&mut io, step.buffer()) {
                     Ok(n) => match step.step(n)? {
@@ -631,7 +631,7 @@ impl Dialer {
                         None => continue,
                     },
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break step.rejected(),
+                    Err(_) => break step.rejected()?,
                 }
             }
             io.set_read_timeout(Some(deadline.left()?))?;

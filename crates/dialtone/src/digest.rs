@@ -249,9 +249,8 @@ fn challenges(value: &str) -> Vec<(String, Vec<(String, String)>)> {
             None => (element, ""),
         };
         let mut params = Vec::new();
-        // A token68 (`Basic abc=`) is not a parameter: `param` refuses it
-        // only if it has no name; a token68 with `=` padding looks like an
-        // empty-valued parameter, which no Digest challenge needs.
+        // The rest is the first parameter. A token68 (`Negotiate abc==`)
+        // may pass for one too: harmless, as only Digest's are read.
         if let Some(p) = param(rest) {
             params.push(p);
         }

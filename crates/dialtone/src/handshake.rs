@@ -80,7 +80,10 @@ impl<'a> ClientStep<'a> {
     /// connection): `None` while more is needed.
     pub(crate) fn step(&mut self, n: usize) -> Result<Option<ClientOutcome>> {
         if let Some((_, want)) = &self.refusal {
-            return Ok((n == 0 || self.buf.len() >= *want).then(|| self.rejected()));
+            if n == 0 || self.buf.len() >= *want {
+                return self.rejected().map(Some);
+            }
+            return Ok(None);
         }
         if n == 0 {
             return Err(Error::Io(std::io::Error::new(
@@ -103,7 +106,10 @@ impl<'a> ClientStep<'a> {
                 .unwrap_or(MAX_REJECTION_BODY)
                 .min(MAX_REJECTION_BODY);
             self.refusal = Some((head, want));
-            return Ok((self.buf.len() >= want).then(|| self.rejected()));
+            if self.buf.len() >= want {
+                return self.rejected().map(Some);
+            }
+            return Ok(None);
         }
         let negotiated = self.request.check_response(&head)?;
         self.buf.advance(len);
@@ -127,22 +133,20 @@ impl<'a> ClientStep<'a> {
         self.refusal.is_some()
     }
 
-    /// The refusal, with as much of its body as has arrived.
-    pub(crate) fn rejected(&mut self) -> ClientOutcome {
+    /// The refusal, with as much of its body as has arrived (an error if
+    /// no refusal's head has: then there is nothing to report but that).
+    pub(crate) fn rejected(&mut self) -> Result<ClientOutcome> {
         let Some((head, want)) = self.refusal.take() else {
-            // Only called once a refusal's head has arrived.
-            return ClientOutcome::Rejected(Box::new(Rejection {
-                status: StatusCode::BAD_GATEWAY,
-                reason: "no response".into(),
-                headers: HeaderMap::new(),
-                body: Default::default(),
-            }));
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no response head from the server",
+            )));
         };
         self.buf.truncate(want);
-        ClientOutcome::Rejected(Box::new(Rejection::from_head(
+        Ok(ClientOutcome::Rejected(Box::new(Rejection::from_head(
             head,
             self.buf.split().freeze(),
-        )))
+        ))))
     }
 }
 
@@ -454,5 +458,129 @@ pub(crate) fn parse_url(url: &str) -> Result<url::Url> {
     match url.scheme() {
         "ws" | "wss" => Ok(url),
         other => Err(Error::UnsupportedScheme(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::handshake::accept_key;
+    use dialtone_proto::Event;
+
+    use super::*;
+
+    fn request() -> ClientHandshake {
+        ClientHandshake::new("h", "/")
+    }
+
+    /// Feeds `bytes` to a client step `chunk` bytes at a time, then EOF.
+    fn feed(request: &ClientHandshake, bytes: &[u8], chunk: usize) -> Result<ClientOutcome> {
+        let (config, url) = (Config::default(), url::Url::parse("ws://h/").unwrap());
+        let mut step = ClientStep::new(request, &config, &url);
+        for piece in bytes.chunks(chunk) {
+            step.buffer().extend_from_slice(piece);
+            if let Some(outcome) = step.step(piece.len())? {
+                return Ok(outcome);
+            }
+        }
+        step.step(0).map(|o| o.expect("EOF always ends the step"))
+    }
+
+    #[test]
+    fn a_101_split_anywhere_upgrades_and_hands_on_the_bytes_after_it() {
+        let request = request();
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(request.key().as_bytes())
+        )
+        .into_bytes();
+        answer.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        for chunk in [1, 7, answer.len()] {
+            let Ok(ClientOutcome::Upgraded(upgraded)) = feed(&request, &answer, chunk) else {
+                panic!("chunk {chunk}: not upgraded");
+            };
+            let (mut conn, response) = *upgraded;
+            assert_eq!(response.head.status, StatusCode::SWITCHING_PROTOCOLS);
+            // What came in the read that completed the head, past it, is
+            // the connection's; the step reads no further.
+            let head_len = answer.len() - 4;
+            let delivered = head_len.div_ceil(chunk) * chunk;
+            let handed = delivered.min(answer.len()) - head_len;
+            assert_eq!(conn.read_buffer().len(), handed, "chunk {chunk}");
+            if handed == 4 {
+                assert!(matches!(conn.next_event(), Ok(Some(Event::Text(t))) if t == "hi"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_content_length_bytes_of_body_or_what_came_before_eof() {
+        let answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnopeEXTRA";
+        for chunk in [1, 5, answer.len()] {
+            let Ok(ClientOutcome::Rejected(r)) = feed(&request(), answer, chunk) else {
+                panic!("chunk {chunk}: not rejected");
+            };
+            assert_eq!(
+                (r.status, &r.body[..]),
+                (StatusCode::FORBIDDEN, &b"nope"[..])
+            );
+        }
+        let answer = b"HTTP/1.1 500 Oops\r\n\r\nuntil the end";
+        let Ok(ClientOutcome::Rejected(r)) = feed(&request(), answer, 3) else {
+            panic!("not rejected");
+        };
+        assert_eq!(
+            (&r.reason[..], &r.body[..]),
+            ("Oops", &b"until the end"[..])
+        );
+        // The body kept is bounded whatever the server says.
+        let mut answer = b"HTTP/1.1 500 Oops\r\nContent-Length: 999999999\r\n\r\n".to_vec();
+        answer.resize(answer.len() + MAX_REJECTION_BODY + 10_000, b'x');
+        let Ok(ClientOutcome::Rejected(r)) = feed(&request(), &answer, 4096) else {
+            panic!("not rejected");
+        };
+        assert_eq!(r.body.len(), MAX_REJECTION_BODY);
+    }
+
+    #[test]
+    fn eof_before_the_head_or_a_bad_head_is_an_error() {
+        let e = feed(&request(), b"HTTP/1.1 101 Swi", 4).unwrap_err();
+        assert!(matches!(e, Error::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+        assert!(matches!(
+            feed(&request(), b"SSH-2.0-x\r\n\r\n", 64),
+            Err(Error::Handshake(_))
+        ));
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+        assert!(matches!(
+            feed(&request(), huge.as_bytes(), 4096),
+            Err(Error::Handshake(hs::HandshakeError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_server_step_tells_upgrade_plain_http_and_refusal_apart() {
+        let acceptor = Acceptor::new();
+        let run = |plain_http: bool, bytes: &[u8]| {
+            let mut step = ServerStep::new(&acceptor, plain_http);
+            for piece in bytes.chunks(5) {
+                step.buffer().extend_from_slice(piece);
+                if let Some(head) = step.step(piece.len()).unwrap() {
+                    return Some(head);
+                }
+            }
+            None
+        };
+        let upgrade = b"GET /c HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert!(matches!(run(false, upgrade), Some(ServerHead::Upgrade(_))));
+        let plain = b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(matches!(run(true, plain), Some(ServerHead::Plain(_))));
+        assert!(
+            matches!(run(false, plain), Some(ServerHead::Refused(r)) if r.status == StatusCode::UPGRADE_REQUIRED)
+        );
+        assert!(
+            run(false, b"GET / HTTP/1.1\r\nHost:").is_none(),
+            "incomplete"
+        );
+        let mut step = ServerStep::new(&acceptor, false);
+        assert!(matches!(step.step(0), Err(Error::Io(_))));
     }
 }
