@@ -1,31 +1,30 @@
 //! The same WebSocket over `std::io` for programs without an async runtime:
-//! [`WebSocket`] over any [`TimedIo`] transport, [`Dialer::dial_blocking`]
-//! and [`Acceptor::accept_blocking`] over `std::net::TcpStream`. The core
-//! is the same `dialtone_proto::Connection` as the async face drives, and so
-//! are the rules: what the core queued (the answer to a close or to a
-//! protocol error) is written before the close or the error is returned, the
-//! transport is shut down when the core says so, and every wait (a read, a
-//! write to a peer that stopped reading) is bounded by the core's next
-//! deadline ([`Timeouts`](dialtone_proto::Timeouts): the close timeout,
-//! keepalive, the idle timeout), as described for the async
-//! [`socket`](crate::socket#timeouts).
+//! [`WebSocket`] over any [`TimedIo`] transport; [`Dialer::dial_blocking`] (every
+//! feature of [`Dialer::dial`]: `wss://`, proxies, redirects, cookies,
+//! authentication, the dial timeout) over a blocking [`Transport`], and
+//! [`Acceptor::accept_blocking`] over `std::net::TcpStream`. The core is the
+//! same `dialtone_proto::Connection` as the async face drives, and the dial
+//! logic is the async dialer's (`dial_plan`, the handshake steps, the proxy
+//! negotiations): this face only moves bytes.
+//! Every wait (a read, a write to a peer that stopped reading) is bounded
+//! by the core's next deadline ([`Timeouts`](dialtone_proto::Timeouts)),
+//! as described for the async [`socket`](crate::socket#timeouts).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
-use dialtone_proto::handshake::parse_response;
-use dialtone_proto::http::{Request, StatusCode};
+use bytes::Buf;
 use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, State, Timeouts};
 
-use crate::dialer::Dialer;
-use crate::error::{Error, Rejection, Result};
-use crate::handshake::{
-    client_step, connect_host, parse_url, target, Acceptor, Response, HANDSHAKE_READ,
-};
+use crate::blocking_transport::is_timeout;
+use crate::error::{Error, Result};
 use crate::message::{self, Message};
 use crate::socket::Driver;
+#[cfg(doc)]
+use crate::{dialer::Dialer, handshake::Acceptor};
+
+pub use crate::blocking_transport::Transport;
 use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -62,6 +61,20 @@ impl TimedIo for TcpStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl TimedIo for Transport {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Transport::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Transport::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Transport::shutdown_write(self)
     }
 }
 
@@ -261,152 +274,6 @@ impl<S: TimedIo> WebSocket<S> {
         }
         Ok(self.conn.close_received().cloned())
     }
-}
-
-impl Dialer {
-    /// Dials a `ws://` URL without an async runtime (no TLS, proxies or
-    /// redirects: those are the async [`Dialer::dial`]'s). The dial timeout bounds
-    /// each connect attempt and the handshake.
-    pub fn dial_blocking(&self, url: &str) -> Result<(WebSocket<TcpStream>, Response)> {
-        let url = parse_url(url)?;
-        if url.scheme() != "ws" {
-            // TLS and proxies are the async dialer's.
-            return Err(Error::UnsupportedScheme(url.scheme().into()));
-        }
-        let (_, _, port) = target(&url)?;
-        let host = connect_host(&url)?;
-        let deadline = Instant::now() + self.timeout_value();
-        let addrs = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|source| Error::Dns {
-                host: host.clone(),
-                source,
-            })?;
-        let mut last = None;
-        let mut stream = None;
-        for addr in addrs {
-            let left = remaining(deadline, self.timeout_value())?;
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some((addr, e)),
-            }
-        }
-        let mut stream = match (stream, last) {
-            (Some(s), _) => s,
-            (None, Some((addr, source))) => {
-                return Err(Error::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })
-            }
-            (None, None) => {
-                return Err(Error::Dns {
-                    host,
-                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-                })
-            }
-        };
-        stream.set_nodelay(true)?;
-        let request = self.request(&url, true)?;
-        stream.set_write_timeout(Some(remaining(deadline, self.timeout_value())?))?;
-        stream.write_all(&request.to_bytes())?;
-        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
-        loop {
-            stream.set_read_timeout(Some(remaining(deadline, self.timeout_value())?))?;
-            let start = buf.len();
-            buf.resize(start + HANDSHAKE_READ, 0);
-            let n = match stream.read(&mut buf[start..]) {
-                Ok(n) => n,
-                Err(e) if is_timeout(&e) => return Err(Error::Timeout(self.timeout_value())),
-                Err(e) => return Err(e.into()),
-            };
-            buf.truncate(start + n);
-            if n == 0 {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection during the handshake",
-                )));
-            }
-            let Some((head, len)) = parse_response(&buf, self.config_ref().max_handshake_size)?
-            else {
-                continue;
-            };
-            if head.status != StatusCode::SWITCHING_PROTOCOLS {
-                // Redirects are followed by the async dialer only; the body
-                // is what arrived with the head.
-                let _ = buf.split_to(len);
-                buf.truncate(crate::dialer::MAX_REJECTION_BODY);
-                return Err(Error::Rejected(Box::new(Rejection::from_head(
-                    head,
-                    buf.freeze(),
-                ))));
-            }
-            let (conn, response) =
-                client_step(&request, self.config_ref(), head, len, &mut buf, &url)?;
-            stream.set_write_timeout(None)?;
-            stream.set_read_timeout(None)?;
-            let ws = WebSocket::from_connection(stream, conn, response.protocol.clone());
-            return Ok((ws, response));
-        }
-    }
-}
-
-impl Acceptor {
-    /// Accepts a handshake on a blocking TCP stream (see [`Acceptor::accept`]).
-    pub fn accept_blocking(
-        &self,
-        mut stream: TcpStream,
-    ) -> Result<(WebSocket<TcpStream>, Request<()>)> {
-        let deadline = Instant::now() + self.handshake_timeout;
-        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
-        let outcome = loop {
-            stream.set_read_timeout(Some(remaining(deadline, self.handshake_timeout)?))?;
-            let start = buf.len();
-            buf.resize(start + HANDSHAKE_READ, 0);
-            let n = match stream.read(&mut buf[start..]) {
-                Ok(n) => n,
-                Err(e) if is_timeout(&e) => return Err(Error::Timeout(self.handshake_timeout)),
-                Err(e) => return Err(e.into()),
-            };
-            buf.truncate(start + n);
-            if n == 0 {
-                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
-            match self.step(&mut buf) {
-                Ok(None) => continue,
-                Ok(Some(outcome)) => break outcome,
-                Err(reject) => {
-                    let _ = stream.write_all(&reject.to_bytes());
-                    let _ = stream.shutdown(std::net::Shutdown::Write);
-                    return Err(Error::Refused(Box::new(reject)));
-                }
-            }
-        };
-        stream.set_read_timeout(None)?;
-        stream.set_nodelay(true)?;
-        stream.write_all(&outcome.answer)?;
-        let ws = WebSocket::from_connection(stream, outcome.conn, outcome.protocol);
-        Ok((ws, outcome.request))
-    }
-}
-
-fn remaining(deadline: Instant, total: Duration) -> Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(Error::Timeout(total))
-    } else {
-        Ok(left)
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// A blocking [`WebSocket`] as a [`Read`] + [`Write`] byte stream of

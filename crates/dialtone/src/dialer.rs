@@ -1,26 +1,28 @@
 //! [`Dialer`]: a URL in, an open [`WebSocket`] out.
 //!
-//! `ws://` URL → DNS → TCP (addresses tried in order) → opening handshake,
-//! all under one dial timeout (30 s by default, as in EFL). The handshake
-//! can also run over any transport the caller connected itself
-//! ([`Dialer::handshake`]): that is where TLS and proxies plug in.
+//! `ws://` or `wss://` URL → proxy (given, or from `*_PROXY` / `NO_PROXY`)
+//! → DNS → TCP (addresses tried in order) → TLS for `wss://` → opening
+//! handshake, with redirects, cookies and authentication, all under one
+//! dial timeout (30 s by default, as in EFL). The handshake can also run
+//! over any transport the caller connected itself ([`Dialer::handshake`]).
 
-use std::time::Duration;
+use std::io::{self, Write as _};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use dialtone_proto::handshake::{parse_response, ClientHandshake};
-use dialtone_proto::http::{HeaderMap, StatusCode};
+use dialtone_proto::handshake::ClientHandshake;
 use dialtone_proto::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::blocking;
+use crate::blocking_transport::{self, Deadline};
 use crate::cookies::CookieJar;
+use crate::dial_plan::{Attempt, DialPlan};
 use crate::error::{Error, Rejection, Result};
-use crate::handshake::{client_step, connect_host, parse_url, target, Response, HANDSHAKE_READ};
+use crate::handshake::{connect_host, read_into, target, ClientOutcome, ClientStep, Response};
 use crate::socket::WebSocket;
-use crate::transport::Transport;
+use crate::transport::{connect, Transport};
 
 /// The default `User-Agent`: `dialtone/<version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("dialtone/", env!("CARGO_PKG_VERSION"));
@@ -64,6 +66,16 @@ pub enum Auth {
     },
     /// A bearer token (RFC 6750).
     Bearer(String),
+    /// HTTP Digest (RFC 7616: MD5 or SHA-256, `qop=auth`): nothing is sent
+    /// until the server's `401` challenges, then one new handshake answers
+    /// it (and one more if the server says the nonce was stale). The
+    /// password never crosses the wire.
+    Digest {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
 }
 
 impl std::fmt::Debug for Auth {
@@ -71,18 +83,22 @@ impl std::fmt::Debug for Auth {
         // Never print secrets.
         match self {
             Auth::Basic { user, .. } => write!(f, "Basic({user:?}, ***)"),
+            Auth::Digest { user, .. } => write!(f, "Digest({user:?}, ***)"),
             Auth::Bearer(_) => f.write_str("Bearer(***)"),
         }
     }
 }
 
 impl Auth {
-    fn header_value(&self) -> String {
+    /// The `Authorization` value sent before any challenge (none for
+    /// Digest, which needs the server's nonce).
+    pub(crate) fn header_value(&self) -> String {
         match self {
             Auth::Basic { user, password } => {
                 format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
             }
             Auth::Bearer(token) => format!("Bearer {token}"),
+            Auth::Digest { .. } => String::new(),
         }
     }
 }
@@ -164,9 +180,16 @@ impl Dialer {
         self
     }
 
-    /// Sends `Authorization` with these credentials (to the URL's host only,
-    /// not to hosts a redirect leads to). Credentials in the URL's user
-    /// info (`ws://user:pw@host/`) are sent as Basic without this.
+    /// Sends `Authorization` with these credentials, to the URL's origin
+    /// only (not to another host or port a redirect leads to). Credentials
+    /// in the URL's user info (`ws://user:pw@host/`) are used without this
+    /// and before it.
+    ///
+    /// Basic credentials (given here or in the URL) are sent with the first
+    /// request, as curl's `-u` does; if the server answers `401` with a
+    /// Digest challenge instead, the same user and password answer it, as
+    /// curl's `--anyauth` would. [`Auth::Digest`] sends nothing until
+    /// challenged, so the password is never sent in the clear.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);
         self
@@ -307,35 +330,20 @@ impl Dialer {
     }
 
     /// Dials a `ws://` or `wss://` URL (through the proxy, if any), following
-    /// redirects; the final URL is in
-    /// [`Response::url`].
+    /// redirects and answering a Digest challenge (see [`Dialer::auth`]);
+    /// the final URL is in [`Response::url`].
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
-        let first = parse_url(url)?;
+        let mut plan = DialPlan::new(self, url)?;
         let work = async {
-            let mut url = first.clone();
-            let mut hops = 0;
             loop {
-                let transport = self.open_transport(&url).await?;
-                let send_auth = same_origin(&url, &first);
-                match self.handshake_inner(transport, &url, send_auth).await {
-                    Err(Error::Rejected(r)) if is_redirect(r.status) => {
-                        let next = redirect_target(&url, &r)?;
-                        if hops >= self.max_redirects {
-                            return Err(Error::Redirect(format!(
-                                "more than {} redirects (next: {next})",
-                                self.max_redirects
-                            )));
-                        }
-                        if url.scheme() == "wss" && next.scheme() == "ws" && !self.allow_downgrade {
-                            return Err(Error::Redirect(format!(
-                                "refusing to follow {url} to {next}, which drops TLS"
-                            )));
-                        }
-                        tracing::debug!("handshake redirected ({}) to {next}", r.status);
-                        hops += 1;
-                        url = next;
+                let attempt = plan.attempt()?;
+                let transport = self.open_transport(&attempt.url).await?;
+                match self.exchange(transport, &attempt).await? {
+                    Exchange::Upgraded(upgraded) => {
+                        plan.upgraded(&upgraded.1);
+                        return Ok(*upgraded);
                     }
-                    other => return other,
+                    Exchange::Rejected(r) => plan.rejected(r)?,
                 }
             }
         };
@@ -365,17 +373,37 @@ impl Dialer {
 
     /// Runs the opening handshake for `url` over a transport the caller
     /// connected (e.g. through a proxy, or TLS), under the dial timeout.
+    /// There is one request: a redirect or a challenge is the error.
     pub async fn handshake<S>(&self, io: S, url: &str) -> Result<(WebSocket<S>, Response)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let url = parse_url(url)?;
-        tokio::time::timeout(self.timeout, self.handshake_inner(io, &url, true))
+        let plan = DialPlan::new(self, url)?;
+        let work = async {
+            let attempt = plan.attempt()?;
+            match self.exchange(io, &attempt).await? {
+                Exchange::Upgraded(upgraded) => {
+                    plan.upgraded(&upgraded.1);
+                    Ok(*upgraded)
+                }
+                Exchange::Rejected(r) => {
+                    plan.refused(&r);
+                    Err(Error::Rejected(r))
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
-    pub(crate) fn request(&self, url: &url::Url, send_auth: bool) -> Result<ClientHandshake> {
+    /// The request for `url`, with this `Authorization` (unless the caller
+    /// set one with [`Dialer::header`]) and the jar's cookies.
+    pub(crate) fn request(
+        &self,
+        url: &url::Url,
+        authorization: Option<&str>,
+    ) -> Result<ClientHandshake> {
         let (host, resource, _) = target(url)?;
         let mut request = ClientHandshake::new(host, resource);
         for p in &self.protocols {
@@ -390,17 +418,11 @@ impl Dialer {
         if let Some(ua) = &self.user_agent {
             request.header("User-Agent", ua)?;
         }
-        let explicit_auth = self
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
         for (name, value) in &self.headers {
             request.header(name, value)?;
         }
-        if !explicit_auth {
-            if let Some(auth) = url_auth(url).or_else(|| self.auth.clone().filter(|_| send_auth)) {
-                request.header("Authorization", &auth.header_value())?;
-            }
+        if let Some(value) = authorization.filter(|_| !self.has_explicit_authorization()) {
+            request.header("Authorization", value)?;
         }
         if let Some(cookie) = self.cookies.as_ref().and_then(|jar| jar.header_for(url)) {
             request.header("Cookie", &cookie)?;
@@ -408,159 +430,205 @@ impl Dialer {
         Ok(request)
     }
 
-    pub(crate) fn config_ref(&self) -> &Config {
-        &self.config
+    /// Whether the caller set `Authorization` with [`Dialer::header`].
+    pub(crate) fn has_explicit_authorization(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
     }
 
-    pub(crate) fn timeout_value(&self) -> Duration {
-        self.timeout
+    pub(crate) fn auth_ref(&self) -> Option<&Auth> {
+        self.auth.as_ref()
     }
 
-    async fn handshake_inner<S>(
-        &self,
-        mut io: S,
-        url: &url::Url,
-        send_auth: bool,
-    ) -> Result<(WebSocket<S>, Response)>
+    pub(crate) fn cookie_jar_ref(&self) -> Option<&CookieJar> {
+        self.cookies.as_ref()
+    }
+
+    pub(crate) fn max_redirects_value(&self) -> usize {
+        self.max_redirects
+    }
+
+    pub(crate) fn allows_downgrade(&self) -> bool {
+        self.allow_downgrade
+    }
+
+    /// Sends the attempt's request over `io` and reads the answer.
+    async fn exchange<S>(&self, mut io: S, attempt: &Attempt) -> Result<Exchange<WebSocket<S>>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let request = self.request(url, send_auth)?;
-        io.write_all(&request.to_bytes()).await?;
+        io.write_all(&attempt.request.to_bytes()).await?;
         io.flush().await?;
-        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
-        loop {
-            buf.reserve(HANDSHAKE_READ);
-            if io.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection during the handshake",
-                )));
+        let mut step = ClientStep::new(&attempt.request, &self.config, &attempt.url);
+        let outcome = loop {
+            if step.reading_body() {
+                // The start of a refusal's body, for at most a second.
+                let body = async {
+                    loop {
+                        match io.read_buf(step.buffer()).await {
+                            Ok(n) => {
+                                if let Some(outcome) = step.step(n)? {
+                                    return Ok::<_, Error>(outcome);
+                                }
+                            }
+                            Err(_) => return step.rejected(),
+                        }
+                    }
+                };
+                break match tokio::time::timeout(REJECTION_BODY_TIME, body).await {
+                    Ok(outcome) => outcome?,
+                    Err(_) => step.rejected()?,
+                };
             }
-            let Some((head, len)) = parse_response(&buf, self.config.max_handshake_size)? else {
-                continue;
-            };
-            if let Some(jar) = &self.cookies {
-                jar.store_from(url, &head.headers);
+            let n = io.read_buf(step.buffer()).await?;
+            if let Some(outcome) = step.step(n)? {
+                break outcome;
             }
-            if head.status != StatusCode::SWITCHING_PROTOCOLS {
-                let _ = buf.split_to(len);
-                let body = read_body(&mut io, buf, &head.headers).await;
-                return Err(Error::Rejected(Box::new(Rejection::from_head(head, body))));
+        };
+        Ok(match outcome {
+            ClientOutcome::Upgraded(upgraded) => {
+                let (conn, response) = *upgraded;
+                let ws = WebSocket::from_connection(io, conn, response.protocol.clone());
+                Exchange::Upgraded(Box::new((ws, response)))
             }
-            let (conn, response) = client_step(&request, &self.config, head, len, &mut buf, url)?;
-            let ws = WebSocket::from_connection(io, conn, response.protocol.clone());
-            return Ok((ws, response));
-        }
+            ClientOutcome::Rejected(r) => Exchange::Rejected(r),
+        })
     }
+}
+
+/// How long the start of a refusal's body is waited for.
+pub(crate) const REJECTION_BODY_TIME: Duration = Duration::from_secs(1);
+
+/// What one handshake came to.
+pub(crate) enum Exchange<W> {
+    Upgraded(Box<(W, Response)>),
+    Rejected(Box<Rejection>),
 }
 
 /// The most of a refusal's body kept for the caller.
 pub const MAX_REJECTION_BODY: usize = 64 * 1024;
 
-/// Reads a refusal's body: `Content-Length` bytes, or until the server
-/// closes, at most [`MAX_REJECTION_BODY`] and for at most a second.
-async fn read_body<S: AsyncRead + Unpin>(
-    io: &mut S,
-    mut buf: BytesMut,
-    headers: &HeaderMap,
-) -> Bytes {
-    let want = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(MAX_REJECTION_BODY)
-        .min(MAX_REJECTION_BODY);
-    let read = async {
-        while buf.len() < want {
-            buf.reserve(want - buf.len());
-            match io.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+/// The blocking face: the same plan, steps and negotiations as the async
+/// one above; only the reading and writing differ.
+impl Dialer {
+    /// Dials like [`Dialer::dial`], without an async runtime: `ws://` and
+    /// `wss://` (the same TLS options), proxies (given or from the
+    /// environment), redirects, cookies, Basic, Bearer and Digest
+    /// authentication, all under the dial timeout (DNS, connect, proxy, TLS
+    /// and handshake).
+    pub fn dial_blocking(
+        &self,
+        url: &str,
+    ) -> Result<(blocking::WebSocket<blocking::Transport>, Response)> {
+        let deadline = Deadline::after(self.timeout);
+        let mut plan = DialPlan::new(self, url)?;
+        loop {
+            let attempt = plan.attempt()?;
+            let transport = self.open_transport_blocking(&attempt.url, deadline)?;
+            match self.exchange_blocking(transport, &attempt, deadline)? {
+                Exchange::Upgraded(upgraded) => {
+                    plan.upgraded(&upgraded.1);
+                    return Ok(*upgraded);
+                }
+                Exchange::Rejected(r) => plan.rejected(r)?,
             }
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
-    buf.truncate(want);
-    buf.freeze()
-}
-
-fn is_redirect(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
-}
-
-/// The `ws`/`wss` URL a redirect points to (`http` → `ws`, `https` → `wss`).
-fn redirect_target(from: &url::Url, r: &Rejection) -> Result<url::Url> {
-    let location = r
-        .headers
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::Redirect(format!("{} without a Location", r.status)))?;
-    let mut next = from
-        .join(location)
-        .map_err(|e| Error::Redirect(format!("bad Location {location:?}: {e}")))?;
-    let scheme = match next.scheme() {
-        "ws" | "http" => "ws",
-        "wss" | "https" => "wss",
-        other => return Err(Error::Redirect(format!("redirect to a {other}: URL"))),
-    };
-    // `set_scheme` refuses some special-scheme changes; rebuild the URL instead.
-    if next.scheme() != scheme {
-        let rest = &next.as_str()[next.scheme().len()..];
-        next = url::Url::parse(&format!("{scheme}{rest}"))
-            .map_err(|e| Error::Redirect(format!("bad Location {location:?}: {e}")))?;
     }
-    next.set_fragment(None);
-    Ok(next)
-}
 
-fn same_origin(a: &url::Url, b: &url::Url) -> bool {
-    a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// Basic credentials from the URL's user info, percent-decoded.
-fn url_auth(url: &url::Url) -> Option<Auth> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    Some(Auth::Basic {
-        user: decode(url.username()),
-        password: decode(url.password().unwrap_or("")),
-    })
-}
-
-/// Connects to the first address of `host` that accepts, in resolver order.
-pub(crate) async fn connect(host: &str, port: u16) -> Result<TcpStream> {
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| Error::Dns {
-            host: host.to_owned(),
-            source,
-        })?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Frames are written whole; do not let Nagle hold them back.
-                stream.set_nodelay(true)?;
-                return Ok(stream);
+    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`.
+    fn open_transport_blocking(
+        &self,
+        url: &url::Url,
+        deadline: Deadline,
+    ) -> Result<blocking::Transport> {
+        let (_, _, port) = target(url)?;
+        let host = connect_host(url)?;
+        let tcp = match self.proxy.resolve(url)? {
+            Some(proxy) => {
+                tracing::debug!("dialing {host}:{port} through {proxy}");
+                let mut tcp = blocking_transport::connect(proxy.host(), proxy.port(), deadline)
+                    .map_err(|e| proxy.connect_error(e))?;
+                let host = if proxy.resolves_here(&host) {
+                    let addrs = blocking_transport::resolve(&host, port, deadline)?;
+                    proxy.pick_address(&host, addrs.into_iter())?.to_string()
+                } else {
+                    host.clone()
+                };
+                let left = deadline.left()?;
+                tcp.set_read_timeout(Some(left))?;
+                tcp.set_write_timeout(Some(left))?;
+                match proxy.negotiate_blocking(&mut tcp, &host, port) {
+                    Err(Error::Proxy {
+                        source: crate::proxy::ProxyError::Io(e),
+                        ..
+                    }) if blocking_transport::is_timeout(&e) => return Err(deadline.error()),
+                    other => other?,
+                }
+                tcp
             }
-            Err(e) => last = Some((addr, e)),
+            None => blocking_transport::connect(&host, port, deadline)?,
+        };
+        if url.scheme() == "wss" {
+            let tls = self.tls.connect_blocking(tcp, &host, deadline)?;
+            Ok(blocking::Transport::TlsClient(Box::new(tls)))
+        } else {
+            Ok(blocking::Transport::Tcp(tcp))
         }
     }
-    Err(match last {
-        Some((addr, source)) => Error::Connect {
-            addr: addr.to_string(),
-            source,
-        },
-        None => Error::Dns {
-            host: host.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-        },
-    })
+
+    /// Sends the attempt's request over `io` and reads the answer, before
+    /// the deadline.
+    fn exchange_blocking(
+        &self,
+        mut io: blocking::Transport,
+        attempt: &Attempt,
+        deadline: Deadline,
+    ) -> Result<Exchange<blocking::WebSocket<blocking::Transport>>> {
+        io.set_write_timeout(Some(deadline.left()?))?;
+        io.write_all(&attempt.request.to_bytes())
+            .and_then(|()| io.flush())
+            .map_err(|e| deadline.io(e))?;
+        let mut step = ClientStep::new(&attempt.request, &self.config, &attempt.url);
+        let mut body_until = None;
+        let outcome = loop {
+            if step.reading_body() {
+                // The start of a refusal's body, for at most a second.
+                let until = *body_until.get_or_insert_with(|| Instant::now() + REJECTION_BODY_TIME);
+                let left = until
+                    .saturating_duration_since(Instant::now())
+                    .min(deadline.left().unwrap_or_default());
+                if left.is_zero() || io.set_read_timeout(Some(left)).is_err() {
+                    break step.rejected()?;
+                }
+                match read_into(&mut io, step.buffer()) {
+                    Ok(n) => match step.step(n)? {
+                        Some(outcome) => break outcome,
+                        None => continue,
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break step.rejected()?,
+                }
+            }
+            io.set_read_timeout(Some(deadline.left()?))?;
+            let n = match read_into(&mut io, step.buffer()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(deadline.io(e)),
+            };
+            if let Some(outcome) = step.step(n)? {
+                break outcome;
+            }
+        };
+        Ok(match outcome {
+            ClientOutcome::Upgraded(upgraded) => {
+                let (conn, response) = *upgraded;
+                io.set_read_timeout(None)?;
+                io.set_write_timeout(None)?;
+                let ws = blocking::WebSocket::from_connection(io, conn, response.protocol.clone());
+                Exchange::Upgraded(Box::new((ws, response)))
+            }
+            ClientOutcome::Rejected(r) => Exchange::Rejected(r),
+        })
+    }
 }

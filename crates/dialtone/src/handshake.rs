@@ -2,16 +2,22 @@
 //! faces: what to do with the bytes read so far. The rules are the core's
 //! (`dialtone_proto::handshake`); this module only decides when a head is
 //! complete and what to answer.
+//!
+//! Each face's read loop is "read into the step's buffer, then let the step
+//! judge": `ClientStep` for the dialer (upgraded, or rejected with the
+//! head and the start of the body) and `ServerStep` for the acceptor
+//! (upgraded, plain HTTP, or refused), so no face parses anything itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::{self as hs, ClientHandshake, Reject, ResponseHead};
-use dialtone_proto::http::{HeaderMap, Request, StatusCode};
+use dialtone_proto::http::{header, HeaderMap, Request, StatusCode};
 use dialtone_proto::{Config, Connection, Role};
 
-use crate::error::{Error, Result};
+use crate::dialer::MAX_REJECTION_BODY;
+use crate::error::{Error, Rejection, Result};
 
 /// The server's answer to a successful client handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,31 +35,136 @@ pub struct Response {
 /// Reads of a handshake head go in pieces of this size.
 pub(crate) const HANDSHAKE_READ: usize = 4096;
 
-/// Given the server's complete `101` head (`len` bytes at the start of
-/// `buf`): the connection and response. Bytes after the head are handed to
-/// the connection.
-pub(crate) fn client_step(
-    request: &ClientHandshake,
-    config: &Config,
-    head: ResponseHead,
-    len: usize,
-    buf: &mut BytesMut,
-    url: &url::Url,
-) -> Result<(Connection, Response)> {
-    let negotiated = request.check_response(&head)?;
-    buf.advance(len);
-    let mut conn = Connection::with_deflate(Role::Client, config.clone(), negotiated.deflate);
-    conn.read_buffer().extend_from_slice(buf);
-    buf.clear();
-    Ok((
-        conn,
-        Response {
+/// The client's handshake read loop, without the reading: the face reads
+/// into [`ClientStep::buffer`] and calls [`ClientStep::step`] with what it
+/// read, until the step has an outcome.
+#[derive(Debug)]
+pub(crate) struct ClientStep<'a> {
+    request: &'a ClientHandshake,
+    config: &'a Config,
+    url: &'a url::Url,
+    buf: BytesMut,
+    /// A refusal's head, once it has arrived, and how much of its body to keep.
+    refusal: Option<(ResponseHead, usize)>,
+}
+
+/// What a server answered to our handshake.
+#[derive(Debug)]
+pub(crate) enum ClientOutcome {
+    /// `101`: the connection (holding any bytes that came after the head)
+    /// and the response.
+    Upgraded(Box<(Connection, Response)>),
+    /// Any other status, with the start of the body.
+    Rejected(Box<Rejection>),
+}
+
+impl<'a> ClientStep<'a> {
+    /// A step for the answer to `request` (sent to `url`).
+    pub(crate) fn new(request: &'a ClientHandshake, config: &'a Config, url: &'a url::Url) -> Self {
+        ClientStep {
+            request,
+            config,
+            url,
+            buf: BytesMut::with_capacity(HANDSHAKE_READ),
+            refusal: None,
+        }
+    }
+
+    /// Where to read to, with room for at least one more read.
+    pub(crate) fn buffer(&mut self) -> &mut BytesMut {
+        self.buf.reserve(HANDSHAKE_READ);
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into the buffer (0: the server closed the
+    /// connection): `None` while more is needed.
+    pub(crate) fn step(&mut self, n: usize) -> Result<Option<ClientOutcome>> {
+        if let Some((_, want)) = &self.refusal {
+            if n == 0 || self.buf.len() >= *want {
+                return self.rejected().map(Some);
+            }
+            return Ok(None);
+        }
+        if n == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the handshake",
+            )));
+        }
+        let Some((head, len)) = hs::parse_response(&self.buf, self.config.max_handshake_size)?
+        else {
+            return Ok(None);
+        };
+        if head.status != StatusCode::SWITCHING_PROTOCOLS {
+            self.buf.advance(len);
+            // `Content-Length` bytes, or until the server closes.
+            let want = head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(MAX_REJECTION_BODY)
+                .min(MAX_REJECTION_BODY);
+            self.refusal = Some((head, want));
+            if self.buf.len() >= want {
+                return self.rejected().map(Some);
+            }
+            return Ok(None);
+        }
+        let negotiated = self.request.check_response(&head)?;
+        self.buf.advance(len);
+        let mut conn =
+            Connection::with_deflate(Role::Client, self.config.clone(), negotiated.deflate);
+        conn.read_buffer().extend_from_slice(&self.buf);
+        self.buf.clear();
+        let response = Response {
             head,
             protocol: negotiated.protocol,
             deflate: negotiated.deflate,
-            url: url.clone(),
-        },
-    ))
+            url: self.url.clone(),
+        };
+        Ok(Some(ClientOutcome::Upgraded(Box::new((conn, response)))))
+    }
+
+    /// Whether a refusal's head has arrived and its body is being read:
+    /// the face bounds that in time (a second), then takes
+    /// [`ClientStep::rejected`].
+    pub(crate) fn reading_body(&self) -> bool {
+        self.refusal.is_some()
+    }
+
+    /// The refusal, with as much of its body as has arrived (an error if
+    /// no refusal's head has: then there is nothing to report but that).
+    pub(crate) fn rejected(&mut self) -> Result<ClientOutcome> {
+        let Some((head, want)) = self.refusal.take() else {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "no response head from the server",
+            )));
+        };
+        self.buf.truncate(want);
+        Ok(ClientOutcome::Rejected(Box::new(Rejection::from_head(
+            head,
+            self.buf.split().freeze(),
+        ))))
+    }
+}
+
+/// A blocking read into a step's buffer (which has room for it).
+pub(crate) fn read_into(io: &mut impl std::io::Read, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + HANDSHAKE_READ, 0);
+    let read = io.read(&mut buf[start..]);
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
+}
+
+/// The refusal of a request that does not ask for a WebSocket.
+pub(crate) fn upgrade_required() -> Reject {
+    Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`").with_header(
+        header::UPGRADE,
+        dialtone_proto::http::HeaderValue::from_static("websocket"),
+    )
 }
 
 /// Decides which subprotocol to speak, or refuses, given the request and
@@ -167,7 +278,7 @@ impl Acceptor {
     /// complete; then the bytes to answer with and, if accepted, the
     /// connection. A refusal's answer must be written before the error is
     /// reported.
-    pub(crate) fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
+    fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
         let Some((request, len)) = hs::parse_request(buf, self.config.max_handshake_size)? else {
             return Ok(None);
         };
@@ -211,6 +322,70 @@ impl Acceptor {
             protocol,
             extensions,
         }))
+    }
+}
+
+/// What a complete request head turned out to be.
+pub(crate) enum ServerHead {
+    /// A valid WebSocket handshake: answer it and go on.
+    Upgrade(Box<ServerOutcome>),
+    /// A request without `Upgrade: websocket`, handed back to be answered.
+    Plain(Request<()>),
+    /// A refusal to answer with.
+    Refused(Reject),
+}
+
+/// The server's handshake read loop, without the reading (see
+/// [`ClientStep`]).
+pub(crate) struct ServerStep<'a> {
+    acceptor: &'a Acceptor,
+    buf: BytesMut,
+    plain_http: bool,
+}
+
+impl<'a> ServerStep<'a> {
+    /// A step for one client; with `plain_http`, a request that does not
+    /// ask for a WebSocket is handed back instead of refused with `426`.
+    pub(crate) fn new(acceptor: &'a Acceptor, plain_http: bool) -> Self {
+        ServerStep {
+            acceptor,
+            buf: BytesMut::with_capacity(HANDSHAKE_READ),
+            plain_http,
+        }
+    }
+
+    /// Where to read to, with room for at least one more read.
+    pub(crate) fn buffer(&mut self) -> &mut BytesMut {
+        self.buf.reserve(HANDSHAKE_READ);
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes into the buffer (0: the client closed):
+    /// `None` while the head is incomplete.
+    pub(crate) fn step(&mut self, n: usize) -> Result<Option<ServerHead>> {
+        if n == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client closed the connection during the handshake",
+            )));
+        }
+        match self.acceptor.step(&mut self.buf) {
+            Ok(None) => Ok(None),
+            Ok(Some(outcome)) => Ok(Some(ServerHead::Upgrade(Box::new(outcome)))),
+            Err(reject) => {
+                // Refused as a handshake: a complete head without
+                // `Upgrade: websocket` is plain HTTP, if wanted.
+                if self.plain_http {
+                    let limit = self.acceptor.config.max_handshake_size;
+                    if let Ok(Some((request, _))) = hs::parse_request(&self.buf, limit) {
+                        if !hs::header_has_token(request.headers(), &header::UPGRADE, "websocket") {
+                            return Ok(Some(ServerHead::Plain(request)));
+                        }
+                    }
+                }
+                Ok(Some(ServerHead::Refused(reject)))
+            }
+        }
     }
 }
 
@@ -264,5 +439,129 @@ pub(crate) fn parse_url(url: &str) -> Result<url::Url> {
     match url.scheme() {
         "ws" | "wss" => Ok(url),
         other => Err(Error::UnsupportedScheme(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::handshake::accept_key;
+    use dialtone_proto::Event;
+
+    use super::*;
+
+    fn request() -> ClientHandshake {
+        ClientHandshake::new("h", "/")
+    }
+
+    /// Feeds `bytes` to a client step `chunk` bytes at a time, then EOF.
+    fn feed(request: &ClientHandshake, bytes: &[u8], chunk: usize) -> Result<ClientOutcome> {
+        let (config, url) = (Config::default(), url::Url::parse("ws://h/").unwrap());
+        let mut step = ClientStep::new(request, &config, &url);
+        for piece in bytes.chunks(chunk) {
+            step.buffer().extend_from_slice(piece);
+            if let Some(outcome) = step.step(piece.len())? {
+                return Ok(outcome);
+            }
+        }
+        step.step(0).map(|o| o.expect("EOF always ends the step"))
+    }
+
+    #[test]
+    fn a_101_split_anywhere_upgrades_and_hands_on_the_bytes_after_it() {
+        let request = request();
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(request.key().as_bytes())
+        )
+        .into_bytes();
+        answer.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
+        for chunk in [1, 7, answer.len()] {
+            let Ok(ClientOutcome::Upgraded(upgraded)) = feed(&request, &answer, chunk) else {
+                panic!("chunk {chunk}: not upgraded");
+            };
+            let (mut conn, response) = *upgraded;
+            assert_eq!(response.head.status, StatusCode::SWITCHING_PROTOCOLS);
+            // What came in the read that completed the head, past it, is
+            // the connection's; the step reads no further.
+            let head_len = answer.len() - 4;
+            let delivered = head_len.div_ceil(chunk) * chunk;
+            let handed = delivered.min(answer.len()) - head_len;
+            assert_eq!(conn.read_buffer().len(), handed, "chunk {chunk}");
+            if handed == 4 {
+                assert!(matches!(conn.next_event(), Ok(Some(Event::Text(t))) if t == "hi"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_content_length_bytes_of_body_or_what_came_before_eof() {
+        let answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnopeEXTRA";
+        for chunk in [1, 5, answer.len()] {
+            let Ok(ClientOutcome::Rejected(r)) = feed(&request(), answer, chunk) else {
+                panic!("chunk {chunk}: not rejected");
+            };
+            assert_eq!(
+                (r.status, &r.body[..]),
+                (StatusCode::FORBIDDEN, &b"nope"[..])
+            );
+        }
+        let answer = b"HTTP/1.1 500 Oops\r\n\r\nuntil the end";
+        let Ok(ClientOutcome::Rejected(r)) = feed(&request(), answer, 3) else {
+            panic!("not rejected");
+        };
+        assert_eq!(
+            (&r.reason[..], &r.body[..]),
+            ("Oops", &b"until the end"[..])
+        );
+        // The body kept is bounded whatever the server says.
+        let mut answer = b"HTTP/1.1 500 Oops\r\nContent-Length: 999999999\r\n\r\n".to_vec();
+        answer.resize(answer.len() + MAX_REJECTION_BODY + 10_000, b'x');
+        let Ok(ClientOutcome::Rejected(r)) = feed(&request(), &answer, 4096) else {
+            panic!("not rejected");
+        };
+        assert_eq!(r.body.len(), MAX_REJECTION_BODY);
+    }
+
+    #[test]
+    fn eof_before_the_head_or_a_bad_head_is_an_error() {
+        let e = feed(&request(), b"HTTP/1.1 101 Swi", 4).unwrap_err();
+        assert!(matches!(e, Error::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+        assert!(matches!(
+            feed(&request(), b"SSH-2.0-x\r\n\r\n", 64),
+            Err(Error::Handshake(_))
+        ));
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+        assert!(matches!(
+            feed(&request(), huge.as_bytes(), 4096),
+            Err(Error::Handshake(hs::HandshakeError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_server_step_tells_upgrade_plain_http_and_refusal_apart() {
+        let acceptor = Acceptor::new();
+        let run = |plain_http: bool, bytes: &[u8]| {
+            let mut step = ServerStep::new(&acceptor, plain_http);
+            for piece in bytes.chunks(5) {
+                step.buffer().extend_from_slice(piece);
+                if let Some(head) = step.step(piece.len()).unwrap() {
+                    return Some(head);
+                }
+            }
+            None
+        };
+        let upgrade = b"GET /c HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert!(matches!(run(false, upgrade), Some(ServerHead::Upgrade(_))));
+        let plain = b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(matches!(run(true, plain), Some(ServerHead::Plain(_))));
+        assert!(
+            matches!(run(false, plain), Some(ServerHead::Refused(r)) if r.status == StatusCode::UPGRADE_REQUIRED)
+        );
+        assert!(
+            run(false, b"GET / HTTP/1.1\r\nHost:").is_none(),
+            "incomplete"
+        );
+        let mut step = ServerStep::new(&acceptor, false);
+        assert!(matches!(step.step(0), Err(Error::Io(_))));
     }
 }

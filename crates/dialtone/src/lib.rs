@@ -27,8 +27,11 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+mod blocking_transport;
 pub mod cookies;
+mod dial_plan;
 pub mod dialer;
+mod digest;
 pub mod error;
 pub mod handshake;
 pub mod listener;

@@ -5,14 +5,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use dialtone_proto::handshake::{self as hs, Reject};
-use dialtone_proto::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use dialtone_proto::handshake::Reject;
+use dialtone_proto::http::{header, HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
+use crate::blocking_transport::Deadline;
 use crate::error::{Error, Result};
-use crate::handshake::{Acceptor, ServerOutcome, HANDSHAKE_READ};
+use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
 use crate::socket::WebSocket;
 use crate::tls::ServerTls;
 use crate::transport::Transport;
@@ -42,12 +42,7 @@ impl Acceptor {
             Accepted::WebSocket(upgraded) => Ok((upgraded.ws, upgraded.request)),
             // Never built with `plain_http` false (such a request is
             // refused with 426 in `read_request`); answered the same here.
-            Accepted::Http(http) => {
-                let reject =
-                    Reject::new(StatusCode::UPGRADE_REQUIRED, "missing `Upgrade: websocket`")
-                        .with_header(header::UPGRADE, HeaderValue::from_static("websocket"));
-                Err(refuse(http.io, reject).await)
-            }
+            Accepted::Http(http) => Err(refuse(http.io, upgrade_required()).await),
         }
     }
 
@@ -75,36 +70,12 @@ impl Acceptor {
             );
             return Err(refuse(io, reject).await);
         };
-        let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
+        let mut step = ServerStep::new(self, plain_http);
         let read = async {
             loop {
-                buf.reserve(HANDSHAKE_READ);
-                if io.read_buf(&mut buf).await? == 0 {
-                    return Err(Error::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the client closed the connection during the handshake",
-                    )));
-                }
-                match self.step(&mut buf) {
-                    Ok(None) => continue,
-                    Ok(Some(outcome)) => return Ok(Head::Upgrade(Box::new(outcome))),
-                    Err(reject) => {
-                        // Refused as a handshake: a complete head without
-                        // `Upgrade: websocket` is plain HTTP, if wanted.
-                        if plain_http {
-                            let limit = self.config.max_handshake_size;
-                            if let Ok(Some((request, _))) = hs::parse_request(&buf, limit) {
-                                if !hs::header_has_token(
-                                    request.headers(),
-                                    &header::UPGRADE,
-                                    "websocket",
-                                ) {
-                                    return Ok(Head::Plain(request));
-                                }
-                            }
-                        }
-                        return Ok(Head::Refused(reject));
-                    }
+                let n = io.read_buf(step.buffer()).await?;
+                if let Some(head) = step.step(n)? {
+                    return Ok::<_, Error>(head);
                 }
             }
         };
@@ -112,7 +83,7 @@ impl Acceptor {
             .await
             .map_err(|_| Error::Timeout(self.handshake_timeout))??;
         match head {
-            Head::Upgrade(outcome) => {
+            ServerHead::Upgrade(outcome) => {
                 let outcome = *outcome;
                 io.write_all(&outcome.answer).await?;
                 io.flush().await?;
@@ -123,17 +94,55 @@ impl Acceptor {
                     extensions: outcome.extensions,
                 })))
             }
-            Head::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest { io, request }))),
-            Head::Refused(reject) => Err(refuse(io, reject).await),
+            ServerHead::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest { io, request }))),
+            ServerHead::Refused(reject) => Err(refuse(io, reject).await),
         }
     }
 }
 
-/// What a complete request head turned out to be.
-enum Head {
-    Upgrade(Box<ServerOutcome>),
-    Plain(Request<()>),
-    Refused(Reject),
+/// The blocking face: the same step as the async one above.
+impl Acceptor {
+    /// Accepts a handshake on a blocking TCP stream (see
+    /// [`Acceptor::accept`]); the client has the handshake timeout to send
+    /// its request.
+    pub fn accept_blocking(
+        &self,
+        mut stream: std::net::TcpStream,
+    ) -> Result<(crate::blocking::WebSocket<std::net::TcpStream>, Request<()>)> {
+        use std::io::Write as _;
+        let deadline = Deadline::after(self.handshake_timeout);
+        let mut step = ServerStep::new(self, false);
+        let head = loop {
+            stream.set_read_timeout(Some(deadline.left()?))?;
+            let n = match read_into(&mut stream, step.buffer()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(deadline.io(e)),
+            };
+            if let Some(head) = step.step(n)? {
+                break head;
+            }
+        };
+        let reject = match head {
+            ServerHead::Upgrade(outcome) => {
+                stream.set_read_timeout(None)?;
+                stream.set_nodelay(true)?;
+                stream.write_all(&outcome.answer)?;
+                let ws = crate::blocking::WebSocket::from_connection(
+                    stream,
+                    outcome.conn,
+                    outcome.protocol,
+                );
+                return Ok((ws, outcome.request));
+            }
+            ServerHead::Refused(reject) => reject,
+            ServerHead::Plain(_) => upgrade_required(),
+        };
+        // Best effort: the client may already be gone.
+        let _ = stream.write_all(&reject.to_bytes());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        Err(Error::Refused(Box::new(reject)))
+    }
 }
 
 /// What [`Acceptor::accept_or_http`] (or [`Incoming::handshake_or_http`])
@@ -369,6 +378,7 @@ impl Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dialtone_proto::http::HeaderValue;
     use dialtone_proto::{Config, Deflate};
 
     /// Sends `request` to `acceptor.accept_or_http` over an in-memory pipe;

@@ -3,14 +3,17 @@
 //! SOCKS4a; and choosing one from the `*_PROXY` / `NO_PROXY` environment
 //! variables the way curl does ([`Proxy::from_env`]).
 //!
-//! Both client protocols are written here by hand: each is a few dozen lines
-//! of fixed-format bytes, and doing them here keeps every failure a typed
-//! [`ProxyError`] inside one [`Error::Proxy`], with no extra dependency.
+//! Both client protocols are written here by hand, once, as a sans-I/O
+//! [`Negotiation`] (bytes in, bytes out) that the async [`Proxy::tunnel`]
+//! and the blocking [`Proxy::tunnel_blocking`] drive: each is a few dozen
+//! lines of fixed-format bytes, and doing them here keeps every failure a
+//! typed [`ProxyError`] inside one [`Error::Proxy`], with no extra
+//! dependency.
 //! A proxy always tunnels: `ws://` and `wss://` alike go through `CONNECT`
 //! (or SOCKS), and TLS, when wanted, runs end to end inside the tunnel.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -242,15 +245,27 @@ impl Proxy {
 
     /// Connects to the proxy and opens a tunnel to `host:port` through it.
     pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream> {
-        let mut tcp = crate::dialer::connect(&self.host, self.port)
+        let mut tcp = crate::transport::connect(&self.host, self.port)
             .await
-            .map_err(|e| match e {
-                Error::Dns { source, .. } => self.fail(ProxyError::Dns(source)),
-                Error::Connect { source, .. } => self.fail(ProxyError::Connect(source)),
-                other => other,
-            })?;
+            .map_err(|e| self.connect_error(e))?;
         self.tunnel(&mut tcp, host, port).await?;
         Ok(tcp)
+    }
+
+    /// A failure to reach the proxy itself, as a proxy error.
+    pub(crate) fn connect_error(&self, e: Error) -> Error {
+        match e {
+            Error::Dns { source, .. } => self.fail(ProxyError::Dns(source)),
+            Error::Connect { source, .. } => self.fail(ProxyError::Connect(source)),
+            other => other,
+        }
+    }
+
+    /// Whether `host` must be resolved here before asking this proxy for
+    /// it: a name, for `socks5://` and `socks4://` (the others send names).
+    pub fn resolves_here(&self, host: &str) -> bool {
+        matches!(self.kind, ProxyKind::Socks5 | ProxyKind::Socks4)
+            && host.parse::<IpAddr>().is_err()
     }
 
     /// Asks the proxy on `io` for a tunnel to `host:port` (a name, or an IP
@@ -259,286 +274,460 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        match self.kind {
-            ProxyKind::Http => self.http_connect(io, host, port).await,
-            ProxyKind::Socks5 => self.socks5(io, host, port, false).await,
-            ProxyKind::Socks5h => self.socks5(io, host, port, true).await,
-            ProxyKind::Socks4 => self.socks4(io, host, port, false).await,
-            ProxyKind::Socks4a => self.socks4(io, host, port, true).await,
-        }
-    }
-
-    async fn http_connect<S>(&self, io: &mut S, host: &str, port: u16) -> Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        if host.contains(['\r', '\n', ' ', '/']) {
-            return Err(Error::Url(format!("bad host {host:?}")));
-        }
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
+        let host = if self.resolves_here(host) {
+            let addrs = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| dns_error(host, source))?;
+            self.pick_address(host, addrs)?.to_string()
         } else {
-            format!("{host}:{port}")
+            host.to_owned()
         };
-        let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-        if self.user.is_some() || self.password.is_some() {
-            let creds = format!(
-                "{}:{}",
-                self.user.as_deref().unwrap_or(""),
-                self.password.as_deref().unwrap_or("")
-            );
-            request.push_str(&format!(
-                "Proxy-Authorization: Basic {}\r\n",
-                BASE64.encode(creds)
-            ));
-        }
-        request.push_str("\r\n");
-        io.write_all(request.as_bytes())
-            .await
-            .map_err(|e| self.io(e))?;
+        let (mut negotiation, first) = Negotiation::start(self, &host, port)?;
+        io.write_all(&first).await.map_err(|e| self.io(e))?;
         io.flush().await.map_err(|e| self.io(e))?;
-
-        let mut buf = Vec::with_capacity(1024);
-        let head_len = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() >= MAX_CONNECT_HEAD {
-                return Err(self.fail(ProxyError::Protocol(format!(
-                    "CONNECT response head longer than {MAX_CONNECT_HEAD} bytes"
-                ))));
-            }
-            let mut chunk = [0u8; 1024];
-            let n = io.read(&mut chunk).await.map_err(|e| self.io(e))?;
-            if n == 0 {
-                return Err(self.fail(ProxyError::Protocol(
-                    "the proxy closed the connection before answering CONNECT".into(),
-                )));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let line_end = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
-        let line = String::from_utf8_lossy(&buf[..line_end]);
-        let mut parts = line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-        let reason = parts.next().unwrap_or("").trim().to_owned();
-        let status = match status {
-            Some(s) if version.starts_with("HTTP/1.") && (100..1000).contains(&s) => s,
-            _ => {
-                return Err(self.fail(ProxyError::Protocol(format!(
-                    "not an HTTP response to CONNECT: {:?}",
-                    line.chars().take(80).collect::<String>()
-                ))))
-            }
-        };
-        if !(200..300).contains(&status) {
-            return Err(self.fail(ProxyError::Status { status, reason }));
-        }
-        if buf.len() > head_len {
-            // The target has not been spoken to yet, so it cannot have answered.
-            return Err(self.fail(ProxyError::Protocol(
-                "the proxy sent data after its CONNECT response".into(),
-            )));
-        }
-        Ok(())
-    }
-
-    async fn socks5<S>(&self, io: &mut S, host: &str, port: u16, remote_dns: bool) -> Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        // Resolve first (socks5://), so a DNS failure is a DNS error.
-        let addr = target_addr(host, port, remote_dns, false).await?;
-        let creds = self.user.is_some() || self.password.is_some();
-        let greeting: &[u8] = if creds {
-            &[5, 2, 0x00, 0x02]
-        } else {
-            &[5, 1, 0x00]
-        };
-        io.write_all(greeting).await.map_err(|e| self.io(e))?;
-        io.flush().await.map_err(|e| self.io(e))?;
-        let mut choice = [0u8; 2];
-        io.read_exact(&mut choice).await.map_err(|e| self.io(e))?;
-        if choice[0] != 5 {
-            return Err(self.fail(ProxyError::Protocol(format!(
-                "not a SOCKS5 server (version byte {})",
-                choice[0]
-            ))));
-        }
-        match choice[1] {
-            0x00 => {}
-            0x02 if creds => {
-                let user = self.user.as_deref().unwrap_or("").as_bytes();
-                let password = self.password.as_deref().unwrap_or("").as_bytes();
-                let (Ok(ulen), Ok(plen)) = (u8::try_from(user.len()), u8::try_from(password.len()))
-                else {
-                    return Err(Error::Url(
-                        "SOCKS5 user names and passwords are at most 255 bytes".into(),
-                    ));
-                };
-                let mut msg = Vec::with_capacity(3 + user.len() + password.len());
-                msg.push(1);
-                msg.push(ulen);
-                msg.extend_from_slice(user);
-                msg.push(plen);
-                msg.extend_from_slice(password);
-                io.write_all(&msg).await.map_err(|e| self.io(e))?;
+        let mut chunk = [0u8; READ_CHUNK];
+        while let Some(want) = negotiation.wants() {
+            let n = io
+                .read(&mut chunk[..want.min(READ_CHUNK)])
+                .await
+                .map_err(|e| self.io(e))?;
+            let reply = negotiation.receive(&chunk[..n])?;
+            if !reply.is_empty() {
+                io.write_all(&reply).await.map_err(|e| self.io(e))?;
                 io.flush().await.map_err(|e| self.io(e))?;
-                let mut status = [0u8; 2];
-                io.read_exact(&mut status).await.map_err(|e| self.io(e))?;
-                if status[1] != 0 {
-                    return Err(self.fail(ProxyError::AuthFailed));
-                }
-            }
-            0xff => return Err(self.fail(ProxyError::NoAcceptableMethod)),
-            other => {
-                return Err(self.fail(ProxyError::Protocol(format!(
-                    "the SOCKS5 proxy chose method {other:#04x}, which we did not offer"
-                ))))
             }
         }
-        let mut request = vec![5, 1, 0];
-        match addr {
-            Target::Ip(IpAddr::V4(a)) => {
-                request.push(1);
-                request.extend_from_slice(&a.octets());
-            }
-            Target::Ip(IpAddr::V6(a)) => {
-                request.push(4);
-                request.extend_from_slice(&a.octets());
-            }
-            Target::Name(ref name) => {
-                let len = u8::try_from(name.len())
-                    .map_err(|_| Error::Url(format!("host name {name:?} is too long")))?;
-                request.push(3);
-                request.push(len);
-                request.extend_from_slice(name.as_bytes());
-            }
-        }
-        request.extend_from_slice(&port.to_be_bytes());
-        io.write_all(&request).await.map_err(|e| self.io(e))?;
-        io.flush().await.map_err(|e| self.io(e))?;
-        let mut reply = [0u8; 4];
-        io.read_exact(&mut reply).await.map_err(|e| self.io(e))?;
-        if reply[0] != 5 {
-            return Err(self.fail(ProxyError::Protocol(format!(
-                "bad SOCKS5 reply version {}",
-                reply[0]
-            ))));
-        }
-        if reply[1] != 0 {
-            return Err(self.fail(ProxyError::Refused {
-                code: reply[1],
-                message: socks5_reply(reply[1]),
-            }));
-        }
-        let rest = match reply[3] {
-            1 => 4 + 2,
-            4 => 16 + 2,
-            3 => {
-                let mut len = [0u8; 1];
-                io.read_exact(&mut len).await.map_err(|e| self.io(e))?;
-                usize::from(len[0]) + 2
-            }
-            other => {
-                return Err(self.fail(ProxyError::Protocol(format!(
-                    "bad SOCKS5 address type {other}"
-                ))))
-            }
-        };
-        let mut bound = [0u8; 255 + 2];
-        io.read_exact(&mut bound[..rest])
-            .await
-            .map_err(|e| self.io(e))?;
         Ok(())
     }
 
-    async fn socks4<S>(&self, io: &mut S, host: &str, port: u16, remote_dns: bool) -> Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let addr = target_addr(host, port, remote_dns, true).await?;
-        let mut request = vec![4, 1];
-        request.extend_from_slice(&port.to_be_bytes());
-        let name = match addr {
-            Target::Ip(IpAddr::V4(a)) => {
-                request.extend_from_slice(&a.octets());
-                None
-            }
-            Target::Ip(IpAddr::V6(_)) => {
-                return Err(Error::Url(format!(
-                    "SOCKS4 cannot reach the IPv6 address {host}"
-                )))
-            }
-            Target::Name(name) => {
-                // SOCKS4a: 0.0.0.x (x ≠ 0) means "the name follows".
-                request.extend_from_slice(&[0, 0, 0, 1]);
-                Some(name)
-            }
+    /// [`Proxy::tunnel`] over a blocking transport (names resolved with
+    /// the system resolver, without a time limit: set the transport's read
+    /// and write timeouts to bound the rest).
+    pub fn tunnel_blocking<S: Read + Write>(
+        &self,
+        io: &mut S,
+        host: &str,
+        port: u16,
+    ) -> Result<()> {
+        let host = if self.resolves_here(host) {
+            let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .map_err(|source| dns_error(host, source))?;
+            self.pick_address(host, addrs)?.to_string()
+        } else {
+            host.to_owned()
         };
-        if let Some(user) = &self.user {
-            if user.contains('\0') {
-                return Err(Error::Url("a SOCKS4 user id has no NUL".into()));
-            }
-            request.extend_from_slice(user.as_bytes());
-        }
-        request.push(0);
-        if let Some(name) = name {
-            request.extend_from_slice(name.as_bytes());
-            request.push(0);
-        }
-        io.write_all(&request).await.map_err(|e| self.io(e))?;
-        io.flush().await.map_err(|e| self.io(e))?;
-        let mut reply = [0u8; 8];
-        io.read_exact(&mut reply).await.map_err(|e| self.io(e))?;
-        if reply[1] != 90 {
-            let message = match reply[1] {
-                91 => "request rejected or failed",
-                92 => "the proxy could not reach our identd",
-                93 => "identd reported a different user id",
-                _ => "unknown reply code",
+        self.negotiate_blocking(io, &host, port)
+    }
+
+    /// The blocking negotiation for `host`, already resolved if it had to be.
+    pub(crate) fn negotiate_blocking<S: Read + Write>(
+        &self,
+        io: &mut S,
+        host: &str,
+        port: u16,
+    ) -> Result<()> {
+        let (mut negotiation, first) = Negotiation::start(self, host, port)?;
+        io.write_all(&first).map_err(|e| self.io(e))?;
+        io.flush().map_err(|e| self.io(e))?;
+        let mut chunk = [0u8; READ_CHUNK];
+        while let Some(want) = negotiation.wants() {
+            let n = match io.read(&mut chunk[..want.min(READ_CHUNK)]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io(e)),
             };
-            return Err(self.fail(ProxyError::Refused {
-                code: reply[1],
-                message,
-            }));
+            let reply = negotiation.receive(&chunk[..n])?;
+            if !reply.is_empty() {
+                io.write_all(&reply).map_err(|e| self.io(e))?;
+                io.flush().map_err(|e| self.io(e))?;
+            }
         }
         Ok(())
     }
+
+    /// The address a SOCKS proxy is asked for, of those `host` resolved to
+    /// (the first; the first IPv4 one for SOCKS4).
+    pub(crate) fn pick_address(
+        &self,
+        host: &str,
+        addrs: impl Iterator<Item = std::net::SocketAddr>,
+    ) -> Result<IpAddr> {
+        let v4_only = self.kind == ProxyKind::Socks4;
+        let mut ips = addrs.map(|a| a.ip()).filter(|ip| !v4_only || ip.is_ipv4());
+        ips.next().ok_or_else(|| {
+            dns_error(
+                host,
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    if v4_only {
+                        "no IPv4 address (SOCKS4 needs one; try socks4a://)"
+                    } else {
+                        "no addresses"
+                    },
+                ),
+            )
+        })
+    }
 }
 
-enum Target {
-    Ip(IpAddr),
-    Name(String),
-}
+/// Reads from a proxy go in pieces of at most this size.
+const READ_CHUNK: usize = 1024;
 
-/// The address to ask a SOCKS proxy for: an IP literal as is; a name as is
-/// when the proxy resolves it, else resolved here (IPv4 only for SOCKS4).
-async fn target_addr(host: &str, port: u16, remote_dns: bool, v4_only: bool) -> Result<Target> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(Target::Ip(ip));
-    }
-    if remote_dns {
-        return Ok(Target::Name(host.to_owned()));
-    }
-    let dns = |source| Error::Dns {
+fn dns_error(host: &str, source: io::Error) -> Error {
+    Error::Dns {
         host: host.to_owned(),
         source,
-    };
-    let addrs = tokio::net::lookup_host((host, port)).await.map_err(dns)?;
-    let mut addrs = addrs.map(|a| a.ip()).filter(|ip| !v4_only || ip.is_ipv4());
-    match addrs.next() {
-        Some(ip) => Ok(Target::Ip(ip)),
-        None => Err(dns(io::Error::new(
-            io::ErrorKind::NotFound,
-            if v4_only {
-                "no IPv4 address (SOCKS4 needs one; try socks4a://)"
-            } else {
-                "no addresses"
+    }
+}
+
+/// One proxy negotiation (HTTP `CONNECT`, SOCKS5, SOCKS4/4a), sans I/O:
+/// bytes in, bytes out. [`Negotiation::start`] gives the first bytes to
+/// send; then, while [`Negotiation::wants`] asks for more, read at most that
+/// many bytes from the proxy and hand them to [`Negotiation::receive`],
+/// sending what it returns. Both faces' `tunnel` are that loop.
+#[derive(Debug)]
+pub struct Negotiation {
+    proxy: Proxy,
+    state: State,
+    /// The proxy's reply so far.
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Reading the `CONNECT` response head.
+    HttpHead,
+    /// SOCKS5: reading the method choice; the request follows.
+    Socks5Method { request: Vec<u8> },
+    /// SOCKS5: reading the RFC 1929 status; the request follows.
+    Socks5Auth { request: Vec<u8> },
+    /// SOCKS5: reading the reply to the request.
+    Socks5Reply,
+    /// SOCKS4: reading the 8-byte reply.
+    Socks4Reply,
+    /// The tunnel is open.
+    Done,
+}
+
+impl Negotiation {
+    /// Starts asking `proxy` for a tunnel to `host:port`; returns the
+    /// negotiation and the bytes to send first. `host` is a name or an IP
+    /// address without brackets; for `socks5://` and `socks4://` it must be
+    /// an address (see [`Proxy::resolves_here`]).
+    pub fn start(proxy: &Proxy, host: &str, port: u16) -> Result<(Negotiation, Vec<u8>)> {
+        let ip = host.parse::<IpAddr>().ok();
+        if ip.is_none() && proxy.resolves_here(host) {
+            return Err(Error::Url(format!(
+                "{} proxies are sent an address: resolve {host:?} first",
+                proxy.kind.scheme()
+            )));
+        }
+        let creds = proxy.user.is_some() || proxy.password.is_some();
+        let (state, first) = match proxy.kind {
+            ProxyKind::Http => (State::HttpHead, http_connect_request(proxy, host, port)?),
+            ProxyKind::Socks5 | ProxyKind::Socks5h => {
+                let greeting = if creds {
+                    vec![5, 2, 0x00, 0x02]
+                } else {
+                    vec![5, 1, 0x00]
+                };
+                let request = socks5_request(ip, host, port)?;
+                (State::Socks5Method { request }, greeting)
+            }
+            ProxyKind::Socks4 | ProxyKind::Socks4a => {
+                (State::Socks4Reply, socks4_request(proxy, ip, host, port)?)
+            }
+        };
+        let negotiation = Negotiation {
+            proxy: proxy.clone(),
+            state,
+            buf: Vec::new(),
+        };
+        Ok((negotiation, first))
+    }
+
+    /// How many bytes to read next, at most (what follows the proxy's reply
+    /// is the target's); `None` once the tunnel is open.
+    pub fn wants(&self) -> Option<usize> {
+        let need = match self.state {
+            State::Done => return None,
+            State::HttpHead => return Some(READ_CHUNK),
+            State::Socks5Method { .. } | State::Socks5Auth { .. } => 2,
+            State::Socks4Reply => 8,
+            State::Socks5Reply => match (self.buf.len(), self.buf.get(3)) {
+                (0..4, _) => 4,
+                (_, Some(1)) => 4 + 4 + 2,
+                (_, Some(4)) => 4 + 16 + 2,
+                (4, _) => 5,
+                (_, _) => 4 + 1 + usize::from(self.buf[4]) + 2,
             },
+        };
+        Some(need.saturating_sub(self.buf.len()).max(1))
+    }
+
+    /// Whether the tunnel is open.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Takes bytes read from the proxy (none: it closed the connection);
+    /// returns the bytes to send next, if any.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<Vec<u8>> {
+        if bytes.is_empty() {
+            let why = match self.state {
+                State::HttpHead => "the proxy closed the connection before answering CONNECT",
+                _ => "the proxy closed the connection",
+            };
+            return Err(self.proxy.fail(ProxyError::Protocol(why.into())));
+        }
+        self.buf.extend_from_slice(bytes);
+        let fail = |e| Err(self.proxy.fail(e));
+        match &mut self.state {
+            State::Done => fail(ProxyError::Protocol(
+                "the proxy sent data after opening the tunnel".into(),
+            )),
+            State::HttpHead => {
+                let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    if self.buf.len() >= MAX_CONNECT_HEAD {
+                        return fail(ProxyError::Protocol(format!(
+                            "CONNECT response head longer than {MAX_CONNECT_HEAD} bytes"
+                        )));
+                    }
+                    return Ok(Vec::new());
+                };
+                let status = connect_status(&self.buf).map_err(|e| self.proxy.fail(e))?;
+                if let Err(e) = status {
+                    return fail(e);
+                }
+                if self.buf.len() > i + 4 {
+                    // The target has not been spoken to yet, so it cannot have answered.
+                    return fail(ProxyError::Protocol(
+                        "the proxy sent data after its CONNECT response".into(),
+                    ));
+                }
+                self.state = State::Done;
+                Ok(Vec::new())
+            }
+            State::Socks5Method { request } => {
+                if self.buf.len() < 2 {
+                    return Ok(Vec::new());
+                }
+                if self.buf[0] != 5 {
+                    let v = self.buf[0];
+                    return fail(ProxyError::Protocol(format!(
+                        "not a SOCKS5 server (version byte {v})"
+                    )));
+                }
+                let creds = self.proxy.user.is_some() || self.proxy.password.is_some();
+                let request = std::mem::take(request);
+                let out = match self.buf[1] {
+                    0x00 => {
+                        self.state = State::Socks5Reply;
+                        request
+                    }
+                    0x02 if creds => {
+                        let auth = socks5_auth(&self.proxy)?;
+                        self.state = State::Socks5Auth { request };
+                        auth
+                    }
+                    0xff => return fail(ProxyError::NoAcceptableMethod),
+                    other => {
+                        return fail(ProxyError::Protocol(format!(
+                            "the SOCKS5 proxy chose method {other:#04x}, which we did not offer"
+                        )))
+                    }
+                };
+                self.buf.clear();
+                Ok(out)
+            }
+            State::Socks5Auth { request } => {
+                if self.buf.len() < 2 {
+                    return Ok(Vec::new());
+                }
+                if self.buf[1] != 0 {
+                    return fail(ProxyError::AuthFailed);
+                }
+                let request = std::mem::take(request);
+                self.state = State::Socks5Reply;
+                self.buf.clear();
+                Ok(request)
+            }
+            State::Socks5Reply => {
+                if self.buf.len() >= 2 {
+                    if self.buf[0] != 5 {
+                        let v = self.buf[0];
+                        return fail(ProxyError::Protocol(format!(
+                            "bad SOCKS5 reply version {v}"
+                        )));
+                    }
+                    if self.buf[1] != 0 {
+                        let code = self.buf[1];
+                        return fail(ProxyError::Refused {
+                            code,
+                            message: socks5_reply(code),
+                        });
+                    }
+                }
+                if let Some(&atyp) = self.buf.get(3) {
+                    if ![1, 3, 4].contains(&atyp) {
+                        return fail(ProxyError::Protocol(format!(
+                            "bad SOCKS5 address type {atyp}"
+                        )));
+                    }
+                }
+                if self.wants() == Some(1) && self.complete_socks5_reply() {
+                    self.state = State::Done;
+                }
+                Ok(Vec::new())
+            }
+            State::Socks4Reply => {
+                if self.buf.len() < 8 {
+                    return Ok(Vec::new());
+                }
+                if self.buf[1] != 90 {
+                    let code = self.buf[1];
+                    let message = match code {
+                        91 => "request rejected or failed",
+                        92 => "the proxy could not reach our identd",
+                        93 => "identd reported a different user id",
+                        _ => "unknown reply code",
+                    };
+                    return fail(ProxyError::Refused { code, message });
+                }
+                self.state = State::Done;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Whether the SOCKS5 reply (with its bound address) is all there.
+    fn complete_socks5_reply(&self) -> bool {
+        let len = self.buf.len();
+        match self.buf.get(3) {
+            Some(1) => len >= 10,
+            Some(4) => len >= 22,
+            Some(3) => self.buf.get(4).is_some_and(|&n| len >= 7 + usize::from(n)),
+            _ => false,
+        }
+    }
+}
+
+fn http_connect_request(proxy: &Proxy, host: &str, port: u16) -> Result<Vec<u8>> {
+    if host.contains(['\r', '\n', ' ', '/']) {
+        return Err(Error::Url(format!("bad host {host:?}")));
+    }
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if proxy.user.is_some() || proxy.password.is_some() {
+        let creds = format!(
+            "{}:{}",
+            proxy.user.as_deref().unwrap_or(""),
+            proxy.password.as_deref().unwrap_or("")
+        );
+        request.push_str(&format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            BASE64.encode(creds)
+        ));
+    }
+    request.push_str("\r\n");
+    Ok(request.into_bytes())
+}
+
+/// The status of a complete `CONNECT` response head: `Ok(Ok(()))` for 2xx,
+/// `Ok(Err(_))` for another status, `Err(_)` for something not HTTP.
+fn connect_status(
+    head: &[u8],
+) -> std::result::Result<std::result::Result<(), ProxyError>, ProxyError> {
+    let line_end = head.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    let mut parts = line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let status = parts.next().and_then(|s| s.parse::<u16>().ok());
+    let reason = parts.next().unwrap_or("").trim().to_owned();
+    match status {
+        Some(s) if version.starts_with("HTTP/1.") && (100..1000).contains(&s) => {
+            if (200..300).contains(&s) {
+                Ok(Ok(()))
+            } else {
+                Ok(Err(ProxyError::Status { status: s, reason }))
+            }
+        }
+        _ => Err(ProxyError::Protocol(format!(
+            "not an HTTP response to CONNECT: {:?}",
+            line.chars().take(80).collect::<String>()
         ))),
     }
+}
+
+fn socks5_auth(proxy: &Proxy) -> Result<Vec<u8>> {
+    let user = proxy.user.as_deref().unwrap_or("").as_bytes();
+    let password = proxy.password.as_deref().unwrap_or("").as_bytes();
+    let (Ok(ulen), Ok(plen)) = (u8::try_from(user.len()), u8::try_from(password.len())) else {
+        return Err(Error::Url(
+            "SOCKS5 user names and passwords are at most 255 bytes".into(),
+        ));
+    };
+    let mut msg = Vec::with_capacity(3 + user.len() + password.len());
+    msg.push(1);
+    msg.push(ulen);
+    msg.extend_from_slice(user);
+    msg.push(plen);
+    msg.extend_from_slice(password);
+    Ok(msg)
+}
+
+fn socks5_request(ip: Option<IpAddr>, host: &str, port: u16) -> Result<Vec<u8>> {
+    let mut request = vec![5, 1, 0];
+    match ip {
+        Some(IpAddr::V4(a)) => {
+            request.push(1);
+            request.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            request.push(4);
+            request.extend_from_slice(&a.octets());
+        }
+        None => {
+            let len = u8::try_from(host.len())
+                .map_err(|_| Error::Url(format!("host name {host:?} is too long")))?;
+            request.push(3);
+            request.push(len);
+            request.extend_from_slice(host.as_bytes());
+        }
+    }
+    request.extend_from_slice(&port.to_be_bytes());
+    Ok(request)
+}
+
+fn socks4_request(proxy: &Proxy, ip: Option<IpAddr>, host: &str, port: u16) -> Result<Vec<u8>> {
+    let mut request = vec![4, 1];
+    request.extend_from_slice(&port.to_be_bytes());
+    match ip {
+        Some(IpAddr::V4(a)) => request.extend_from_slice(&a.octets()),
+        Some(IpAddr::V6(_)) => {
+            return Err(Error::Url(format!(
+                "SOCKS4 cannot reach the IPv6 address {host}"
+            )))
+        }
+        // SOCKS4a: 0.0.0.x (x ≠ 0) means "the name follows".
+        None => request.extend_from_slice(&[0, 0, 0, 1]),
+    }
+    if let Some(user) = &proxy.user {
+        if user.contains('\0') {
+            return Err(Error::Url("a SOCKS4 user id has no NUL".into()));
+        }
+        request.extend_from_slice(user.as_bytes());
+    }
+    request.push(0);
+    if ip.is_none() {
+        request.extend_from_slice(host.as_bytes());
+        request.push(0);
+    }
+    Ok(request)
 }
 
 fn socks5_reply(code: u8) -> &'static str {
@@ -851,45 +1040,59 @@ mod tests {
         Proxy::parse(url).unwrap()
     }
 
-    /// Runs `tunnel` against a scripted proxy: `answer` is what the proxy
-    /// sends (all at once, after reading what the client sent so far).
-    async fn scripted(proxy: &Proxy, host: &str, answer: &[u8]) -> (Result<()>, Vec<u8>) {
-        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
-        let answer = answer.to_vec();
-        let peer = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 4096];
-            // Give the client time to write everything it writes before
-            // reading our answer; then answer and keep reading until it hangs up.
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if let Ok(n) = server.read(&mut buf).await {
-                seen.extend_from_slice(&buf[..n]);
+    /// Drives a [`Negotiation`] against a scripted proxy that answers
+    /// `answer` (read as the negotiation asks for it, then EOF); returns
+    /// the outcome and every byte the negotiation sent.
+    fn scripted(proxy: &Proxy, host: &str, answer: &[u8]) -> (Result<()>, Vec<u8>) {
+        let (mut negotiation, mut sent) = match Negotiation::start(proxy, host, 9) {
+            Ok(started) => started,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let mut rest = answer;
+        while let Some(want) = negotiation.wants() {
+            let (now, later) = rest.split_at(want.min(rest.len()));
+            rest = later;
+            match negotiation.receive(now) {
+                Ok(reply) => sent.extend_from_slice(&reply),
+                Err(e) => return (Err(e), sent),
             }
-            let _ = server.write_all(&answer).await;
-            // Then EOF, so that a client waiting for more fails instead of hanging.
-            let _ = server.shutdown().await;
-            while let Ok(n) = server.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                seen.extend_from_slice(&buf[..n]);
-            }
-            seen
-        });
-        let result = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            proxy.tunnel(&mut client, host, 9),
-        )
-        .await
-        .expect("tunnel hung");
-        drop(client);
-        (result, peer.await.unwrap())
+        }
+        assert!(negotiation.is_done());
+        (Ok(()), sent)
     }
 
+    /// The async driver over a pipe, against the same script: the bytes
+    /// of the faces are the negotiation's.
     #[tokio::test]
-    async fn http_connect_bytes_and_statuses() {
+    async fn async_tunnel_drives_the_same_negotiation() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let proxy = http_proxy("socks5://u:pw@proxy");
+        let peer = tokio::spawn(async move {
+            let mut seen = vec![0u8; 4 + 6 + 10];
+            server.read_exact(&mut seen[..4]).await.unwrap();
+            server.write_all(&[5, 2]).await.unwrap();
+            server.read_exact(&mut seen[4..10]).await.unwrap();
+            server.write_all(&[1, 0]).await.unwrap();
+            server.read_exact(&mut seen[10..]).await.unwrap();
+            server
+                .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            seen
+        });
+        proxy.tunnel(&mut client, "10.0.0.1", 9).await.unwrap();
+        let (_, want) = scripted(
+            &proxy,
+            "10.0.0.1",
+            &[5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(peer.await.unwrap(), want);
+    }
+
+    #[test]
+    fn http_connect_bytes_and_statuses() {
         let p = http_proxy("http://u:p@proxy:1");
-        let (r, sent) = scripted(&p, "::1", b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+        let (r, sent) = scripted(&p, "::1", b"HTTP/1.1 200 Connection established\r\n\r\n");
         r.unwrap();
         assert_eq!(
             String::from_utf8(sent).unwrap(),
@@ -899,8 +1102,7 @@ mod tests {
             &p,
             "h",
             b"HTTP/1.0 407 Proxy Authentication Required\r\n\r\n",
-        )
-        .await;
+        );
         match r {
             Err(Error::Proxy {
                 source: ProxyError::Status { status: 407, .. },
@@ -908,7 +1110,7 @@ mod tests {
             }) => assert_eq!(proxy, "http://u@proxy:1"),
             other => panic!("{other:?}"),
         }
-        let (r, _) = scripted(&p, "h", b"SSH-2.0-x\r\n\r\n").await;
+        let (r, _) = scripted(&p, "h", b"SSH-2.0-x\r\n\r\n");
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -916,7 +1118,7 @@ mod tests {
                 ..
             })
         ));
-        let (r, _) = scripted(&p, "h", b"HTTP/1.1 200 OK\r\n\r\nextra").await;
+        let (r, _) = scripted(&p, "h", b"HTTP/1.1 200 OK\r\n\r\nextra");
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -924,23 +1126,23 @@ mod tests {
                 ..
             })
         ));
-        let (r, _) = scripted(&p, "h", b"HTTP/1.1 200 OK\r\n").await;
+        let (r, _) = scripted(&p, "h", b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(r, Err(Error::Proxy { .. })), "{r:?}");
     }
 
-    #[tokio::test]
-    async fn socks4_and_4a_bytes() {
+    #[test]
+    fn socks4_and_4a_bytes() {
         let p = http_proxy("socks4://alice@proxy");
-        let (r, sent) = scripted(&p, "10.1.2.3", &[0, 90, 0, 0, 0, 0, 0, 0]).await;
+        let (r, sent) = scripted(&p, "10.1.2.3", &[0, 90, 0, 0, 0, 0, 0, 0]);
         r.unwrap();
         assert_eq!(sent, b"\x04\x01\x00\x09\x0a\x01\x02\x03alice\0");
 
         let p = http_proxy("socks4a://proxy");
-        let (r, sent) = scripted(&p, "target.example", &[0, 90, 0, 0, 0, 0, 0, 0]).await;
+        let (r, sent) = scripted(&p, "target.example", &[0, 90, 0, 0, 0, 0, 0, 0]);
         r.unwrap();
         assert_eq!(sent, b"\x04\x01\x00\x09\0\0\0\x01\0target.example\0");
 
-        let (r, _) = scripted(&p, "target.example", &[0, 91, 0, 0, 0, 0, 0, 0]).await;
+        let (r, _) = scripted(&p, "target.example", &[0, 91, 0, 0, 0, 0, 0, 0]);
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -948,14 +1150,14 @@ mod tests {
                 ..
             })
         ));
-        let (r, _) = scripted(&p, "::1", &[]).await;
+        let (r, _) = scripted(&p, "::1", &[]);
         assert!(matches!(r, Err(Error::Url(_))), "{r:?}");
     }
 
-    #[tokio::test]
-    async fn socks5_request_bytes() {
+    #[test]
+    fn socks5_request_bytes() {
         let ok = [5, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        let (r, sent) = scripted(&http_proxy("socks5h://proxy"), "example.test", &ok).await;
+        let (r, sent) = scripted(&http_proxy("socks5h://proxy"), "example.test", &ok);
         r.unwrap();
         assert_eq!(
             sent,
@@ -963,7 +1165,7 @@ mod tests {
         );
 
         // An IP literal goes as an address, whichever the kind.
-        let (r, sent) = scripted(&http_proxy("socks5h://proxy"), "::1", &ok).await;
+        let (r, sent) = scripted(&http_proxy("socks5h://proxy"), "::1", &ok);
         r.unwrap();
         let mut want = b"\x05\x01\x00\x05\x01\x00\x04".to_vec();
         want.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
@@ -972,7 +1174,7 @@ mod tests {
 
         // With credentials: both methods offered, then RFC 1929.
         let ok_auth = [5, 2, 1, 0, 5, 0, 0, 3, 1, b'x', 0, 0];
-        let (r, sent) = scripted(&http_proxy("socks5://u:pw@proxy"), "10.0.0.1", &ok_auth).await;
+        let (r, sent) = scripted(&http_proxy("socks5://u:pw@proxy"), "10.0.0.1", &ok_auth);
         r.unwrap();
         assert_eq!(
             sent,
@@ -982,8 +1184,7 @@ mod tests {
             &http_proxy("socks5://u:pw@proxy"),
             "10.0.0.1",
             &[5, 2, 1, 1],
-        )
-        .await;
+        );
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -995,8 +1196,7 @@ mod tests {
             &http_proxy("socks5://proxy"),
             "10.0.0.1",
             &[5, 0, 5, 5, 0, 1],
-        )
-        .await;
+        );
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -1006,11 +1206,11 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn socks5_replies() {
+    #[test]
+    fn socks5_replies() {
         let p = http_proxy("socks5h://proxy");
         // No method acceptable.
-        let (r, _) = scripted(&p, "t", &[5, 0xff]).await;
+        let (r, _) = scripted(&p, "t", &[5, 0xff]);
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -1019,7 +1219,7 @@ mod tests {
             })
         ));
         // Not SOCKS5 at all.
-        let (r, _) = scripted(&p, "t", b"HTTP/1.1 400 Bad\r\n\r\n").await;
+        let (r, _) = scripted(&p, "t", b"HTTP/1.1 400 Bad\r\n\r\n");
         assert!(matches!(
             r,
             Err(Error::Proxy {
@@ -1028,7 +1228,7 @@ mod tests {
             })
         ));
         // Closed mid-reply.
-        let (r, _) = scripted(&p, "t", &[5]).await;
+        let (r, _) = scripted(&p, "t", &[5]);
         assert!(matches!(
             r,
             Err(Error::Proxy {

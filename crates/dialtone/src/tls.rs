@@ -29,6 +29,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 
+use crate::blocking_transport::{is_timeout, Deadline};
 use crate::error::{Error, Result};
 
 /// The rustls version dialtone is built with, for
@@ -194,6 +195,21 @@ impl ClientTls {
         Ok(config)
     }
 
+    /// The config and the name to check the certificate against, for a
+    /// dial of `host` (or the server name override).
+    fn prepare(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>, String)> {
+        let config = self.config()?;
+        if self.accept_invalid_certs && self.custom.is_none() {
+            tracing::warn!(
+                "TLS certificate verification is OFF for {host} (danger_accept_invalid_certs)"
+            );
+        }
+        let name = self.server_name.as_deref().unwrap_or(host).to_owned();
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| config_error(format_args!("server name {name:?}: {e}")))?;
+        Ok((config, server_name, name))
+    }
+
     /// Runs the TLS handshake over `tcp`, checking the certificate against
     /// `host` (or the server name override).
     pub(crate) async fn connect(
@@ -201,19 +217,37 @@ impl ClientTls {
         tcp: TcpStream,
         host: &str,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let config = self.config()?;
-        if self.accept_invalid_certs && self.custom.is_none() {
-            tracing::warn!(
-                "TLS certificate verification is OFF for {host} (danger_accept_invalid_certs)"
-            );
-        }
-        let name = self.server_name.as_deref().unwrap_or(host);
-        let server_name = ServerName::try_from(name.to_owned())
-            .map_err(|e| config_error(format_args!("server name {name:?}: {e}")))?;
+        let (config, server_name, name) = self.prepare(host)?;
         tokio_rustls::TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
-            .map_err(|e| tls_error(name, e))
+            .map_err(|e| tls_error(&name, e))
+    }
+
+    /// [`ClientTls::connect`] over a blocking TCP stream, before the
+    /// deadline, with the same options.
+    pub(crate) fn connect_blocking(
+        &self,
+        mut tcp: std::net::TcpStream,
+        host: &str,
+        deadline: Deadline,
+    ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+        let (config, server_name, name) = self.prepare(host)?;
+        let mut conn = rustls::ClientConnection::new(config, server_name)
+            .map_err(|e| config_error(format_args!("TLS client for {name}: {e}")))?;
+        while conn.is_handshaking() {
+            let left = deadline.left()?;
+            tcp.set_read_timeout(Some(left))?;
+            tcp.set_write_timeout(Some(left))?;
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                return Err(if is_timeout(&e) {
+                    deadline.error()
+                } else {
+                    tls_error(&name, e)
+                });
+            }
+        }
+        Ok(rustls::StreamOwned::new(conn, tcp))
     }
 }
 

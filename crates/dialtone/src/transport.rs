@@ -1,7 +1,8 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
 //! plain TCP, or TLS over TCP (see [`tls`](crate::tls)) — so that `ws://`
 //! and `wss://` connections have one type. A proxied connection is the
-//! tunnel's TCP stream to the proxy.
+//! tunnel's TCP stream to the proxy. `connect` opens the TCP stream the
+//! dialer and the proxies start from.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::error::{Error, Result};
 use crate::tls::rustls::pki_types::CertificateDer;
 
 /// A connection's transport.
@@ -119,4 +121,35 @@ impl AsyncWrite for Transport {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
+}
+
+/// Connects to the first address of `host` that accepts, in resolver order.
+pub(crate) async fn connect(host: &str, port: u16) -> Result<TcpStream> {
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| Error::Dns {
+            host: host.to_owned(),
+            source,
+        })?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Frames are written whole; do not let Nagle hold them back.
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, source)) => Error::Connect {
+            addr: addr.to_string(),
+            source,
+        },
+        None => Error::Dns {
+            host: host.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        },
+    })
 }

@@ -3,7 +3,7 @@
 //! face (`keepalive.rs`), kept by bounding each blocking read and write.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ fn deaf_server(reads: bool) -> SocketAddr {
     addr
 }
 
-fn dial(addr: SocketAddr, timeouts: Timeouts) -> WebSocket<TcpStream> {
+fn dial(addr: SocketAddr, timeouts: Timeouts) -> WebSocket<dialtone::blocking::Transport> {
     Dialer::new()
         .timeouts(timeouts)
         .dial_blocking(&format!("ws://{addr}/"))

@@ -1,78 +1,19 @@
 //! Dialing through real proxies from Debian, started on 127.0.0.1 with
 //! generated configs: tinyproxy (HTTP CONNECT, Basic auth) and microsocks
-//! (SOCKS5, with and without user/password), for ws:// and wss://.
+//! (SOCKS5, with and without user/password), for ws:// and wss://. Every
+//! dial is made by both faces (`dial` and `dial_blocking`), which share the
+//! proxy negotiations.
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use dialtone::proxy::ProxyError;
 use dialtone::tls::ServerTls;
 use dialtone::{Dialer, Error};
-use support::{echo_server, free_port, require, round_trip, Ca, ChildGuard, Leaf, TempDir};
-
-/// A tinyproxy on 127.0.0.1 that may CONNECT only to `allowed_ports`.
-struct Tinyproxy {
-    port: u16,
-    _child: ChildGuard,
-    _dir: TempDir,
-}
-
-fn tinyproxy(allowed_ports: &[u16], basic_auth: Option<(&str, &str)>) -> Tinyproxy {
-    let bin = require("tinyproxy", "tinyproxy");
-    let dir = TempDir::new("tinyproxy");
-    let port = free_port();
-    let d = dir.path().display();
-    let mut conf = format!(
-        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\n\
-         LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\n\
-         Allow 127.0.0.1\n"
-    );
-    // Without ConnectPort lines tinyproxy would allow every port; with
-    // them, only these (Debian's default config allows 443 and 563 only).
-    for p in allowed_ports {
-        conf.push_str(&format!("ConnectPort {p}\n"));
-    }
-    if let Some((user, password)) = basic_auth {
-        conf.push_str(&format!("BasicAuth {user} {password}\n"));
-    }
-    let conf = dir.write("tinyproxy.conf", conf);
-    let mut cmd = Command::new(bin);
-    cmd.arg("-d").arg("-c").arg(conf);
-    let mut child = ChildGuard::spawn("tinyproxy", cmd, &dir.path().join("tinyproxy.log"));
-    child.wait_for_port(port);
-    Tinyproxy {
-        port,
-        _child: child,
-        _dir: dir,
-    }
-}
-
-/// A microsocks SOCKS5 server on 127.0.0.1, with user/password if given.
-struct Microsocks {
-    port: u16,
-    _child: ChildGuard,
-    _dir: TempDir,
-}
-
-fn microsocks(auth: Option<(&str, &str)>) -> Microsocks {
-    let bin = require("microsocks", "microsocks");
-    let dir = TempDir::new("microsocks");
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
-    if let Some((user, password)) = auth {
-        cmd.args(["-u", user, "-P", password]);
-    }
-    let mut child = ChildGuard::spawn("microsocks", cmd, &dir.path().join("microsocks.log"));
-    child.wait_for_port(port);
-    Microsocks {
-        port,
-        _child: child,
-        _dir: dir,
-    }
-}
+use support::{
+    each_face, echo_server, free_port, microsocks, round_trip_both, tinyproxy, Ca, Leaf,
+};
 
 fn dialer() -> Dialer {
     Dialer::new().timeout(Duration::from_secs(10))
@@ -91,6 +32,14 @@ fn proxy_error(r: dialtone::Result<()>) -> ProxyError {
     }
 }
 
+/// Asserts that each face's dial failed with a proxy error matching `check`.
+fn each_proxy_error(results: [dialtone::Result<()>; 2], check: impl Fn(&ProxyError) -> bool) {
+    each_face(results, |r| {
+        let e = proxy_error(r);
+        assert!(check(&e), "{e:?}");
+    });
+}
+
 #[tokio::test]
 async fn http_connect_through_tinyproxy_ws_and_wss() {
     let plain = echo_server(None).await;
@@ -101,29 +50,21 @@ async fn http_connect_through_tinyproxy_ws_and_wss() {
     let proxy = tinyproxy(&[plain.port(), secure.port()], None);
     let via = format!("http://127.0.0.1:{}", proxy.port);
 
-    round_trip(
-        &dialer().proxy(&via),
-        &format!("ws://127.0.0.1:{}/", plain.port()),
-    )
-    .await
-    .unwrap();
-    round_trip(
-        &dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes()),
-        &format!("wss://localhost:{}/", secure.port()),
-    )
-    .await
-    .unwrap();
+    let ws = format!("ws://127.0.0.1:{}/", plain.port());
+    each_face(
+        round_trip_both(&dialer().proxy(&via), &ws).await,
+        Result::unwrap,
+    );
+    let wss = format!("wss://localhost:{}/", secure.port());
+    let trusting = dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes());
+    each_face(round_trip_both(&trusting, &wss).await, Result::unwrap);
 
     // A port outside tinyproxy's ConnectPort list: 403 from the proxy.
     let other = echo_server(None).await;
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(&via),
-            &format!("ws://127.0.0.1:{}/", other.port()),
-        )
-        .await,
-    );
-    assert!(matches!(e, ProxyError::Status { status: 403, .. }), "{e:?}");
+    let url = format!("ws://127.0.0.1:{}/", other.port());
+    each_proxy_error(round_trip_both(&dialer().proxy(&via), &url).await, |e| {
+        matches!(e, ProxyError::Status { status: 403, .. })
+    });
 }
 
 #[tokio::test]
@@ -132,50 +73,25 @@ async fn http_connect_basic_auth_and_wrong_password() {
     let proxy = tinyproxy(&[target.port()], Some(("alice", "s3cret")));
     let url = format!("ws://127.0.0.1:{}/", target.port());
 
-    round_trip(
-        &dialer().proxy(format!("http://alice:s3cret@127.0.0.1:{}", proxy.port)),
-        &url,
-    )
-    .await
-    .unwrap();
+    let right = dialer().proxy(format!("http://alice:s3cret@127.0.0.1:{}", proxy.port));
+    each_face(round_trip_both(&right, &url).await, Result::unwrap);
 
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(format!("http://alice:wrong@127.0.0.1:{}", proxy.port)),
-            &url,
-        )
-        .await,
-    );
     // tinyproxy 1.11 answers CONNECT with bad or no credentials with 401
     // (RFC 9110 says 407): either way the status is handed back.
-    assert!(
-        matches!(
-            e,
-            ProxyError::Status {
-                status: 401 | 407,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(format!("http://127.0.0.1:{}", proxy.port)),
-            &url,
-        )
-        .await,
-    );
-    assert!(
-        matches!(
-            e,
-            ProxyError::Status {
-                status: 401 | 407,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    for via in [
+        format!("http://alice:wrong@127.0.0.1:{}", proxy.port),
+        format!("http://127.0.0.1:{}", proxy.port),
+    ] {
+        each_proxy_error(round_trip_both(&dialer().proxy(via), &url).await, |e| {
+            matches!(
+                e,
+                ProxyError::Status {
+                    status: 401 | 407,
+                    ..
+                }
+            )
+        });
+    }
 }
 
 #[tokio::test]
@@ -189,18 +105,15 @@ async fn socks5_through_microsocks_ws_and_wss() {
 
     for scheme in ["socks5", "socks5h"] {
         let via = format!("{scheme}://127.0.0.1:{}", socks.port);
-        round_trip(
-            &dialer().proxy(&via),
-            &format!("ws://127.0.0.1:{}/", plain.port()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{scheme} ws: {e}"));
-        round_trip(
-            &dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes()),
-            &format!("wss://127.0.0.1:{}/", secure.port()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{scheme} wss: {e}"));
+        let ws = format!("ws://127.0.0.1:{}/", plain.port());
+        each_face(round_trip_both(&dialer().proxy(&via), &ws).await, |r| {
+            r.unwrap_or_else(|e| panic!("{scheme} ws: {e}"))
+        });
+        let wss = format!("wss://127.0.0.1:{}/", secure.port());
+        let trusting = dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes());
+        each_face(round_trip_both(&trusting, &wss).await, |r| {
+            r.unwrap_or_else(|e| panic!("{scheme} wss: {e}"))
+        });
     }
 }
 
@@ -216,12 +129,11 @@ async fn socks5_names_resolved_here_or_by_the_proxy() {
     for scheme in ["socks5", "socks5h"] {
         let via = format!("{scheme}://127.0.0.1:{}", socks.port);
         // wss:// checks the certificate against the name, not the address.
-        round_trip(
-            &dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes()),
-            &format!("wss://localhost:{}/", secure.port()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let trusting = dialer().proxy(&via).add_ca_pem(ca.pem.as_bytes());
+        let url = format!("wss://localhost:{}/", secure.port());
+        each_face(round_trip_both(&trusting, &url).await, |r| {
+            r.unwrap_or_else(|e| panic!("{scheme}: {e}"))
+        });
     }
 }
 
@@ -231,65 +143,68 @@ async fn socks5_user_password_and_wrong_password() {
     let socks = microsocks(Some(("bob", "s3cret")));
     let url = format!("ws://127.0.0.1:{}/", target.port());
 
-    round_trip(
-        &dialer().proxy(format!("socks5h://bob:s3cret@127.0.0.1:{}", socks.port)),
-        &url,
-    )
-    .await
-    .unwrap();
+    let right = dialer().proxy(format!("socks5h://bob:s3cret@127.0.0.1:{}", socks.port));
+    each_face(round_trip_both(&right, &url).await, Result::unwrap);
 
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(format!("socks5://bob:wrong@127.0.0.1:{}", socks.port)),
-            &url,
-        )
-        .await,
-    );
-    assert!(matches!(e, ProxyError::AuthFailed), "{e:?}");
+    let wrong = dialer().proxy(format!("socks5://bob:wrong@127.0.0.1:{}", socks.port));
+    each_proxy_error(round_trip_both(&wrong, &url).await, |e| {
+        matches!(e, ProxyError::AuthFailed)
+    });
 
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(format!("socks5://127.0.0.1:{}", socks.port)),
-            &url,
-        )
-        .await,
-    );
-    assert!(matches!(e, ProxyError::NoAcceptableMethod), "{e:?}");
+    let none = dialer().proxy(format!("socks5://127.0.0.1:{}", socks.port));
+    each_proxy_error(round_trip_both(&none, &url).await, |e| {
+        matches!(e, ProxyError::NoAcceptableMethod)
+    });
 }
 
 #[tokio::test]
 async fn socks5_target_refused_is_a_proxy_error() {
     let socks = microsocks(None);
     let closed = free_port();
-    let e = proxy_error(
-        round_trip(
-            &dialer().proxy(format!("socks5://127.0.0.1:{}", socks.port)),
-            &format!("ws://127.0.0.1:{closed}/"),
-        )
-        .await,
-    );
-    assert!(matches!(e, ProxyError::Refused { .. }), "{e:?}");
+    let via = dialer().proxy(format!("socks5://127.0.0.1:{}", socks.port));
+    let url = format!("ws://127.0.0.1:{closed}/");
+    each_proxy_error(round_trip_both(&via, &url).await, |e| {
+        matches!(e, ProxyError::Refused { .. })
+    });
 }
 
 #[tokio::test]
 async fn unreachable_proxy_is_a_proxy_error() {
     let target = echo_server(None).await;
     let closed = free_port();
+    let url = format!("ws://127.0.0.1:{}/", target.port());
     for scheme in ["http", "socks5"] {
-        let e = proxy_error(
-            round_trip(
-                &dialer().proxy(format!("{scheme}://127.0.0.1:{closed}")),
-                &format!("ws://127.0.0.1:{}/", target.port()),
-            )
-            .await,
-        );
-        assert!(matches!(e, ProxyError::Connect(_)), "{e:?}");
+        let via = dialer().proxy(format!("{scheme}://127.0.0.1:{closed}"));
+        each_proxy_error(round_trip_both(&via, &url).await, |e| {
+            matches!(e, ProxyError::Connect(_))
+        });
     }
     // A bad proxy URL is reported by the dial.
-    let r = round_trip(
-        &dialer().proxy("ftp://127.0.0.1:1"),
-        &format!("ws://127.0.0.1:{}/", target.port()),
-    )
-    .await;
-    assert!(matches!(r, Err(Error::Url(_))), "{r:?}");
+    let bad = dialer().proxy("ftp://127.0.0.1:1");
+    each_face(round_trip_both(&bad, &url).await, |r| {
+        assert!(matches!(r, Err(Error::Url(_))), "{r:?}")
+    });
+}
+
+/// A proxy that accepts TCP and never answers: the dial timeout covers
+/// the negotiation, whichever the face.
+#[tokio::test]
+async fn a_silent_proxy_is_bounded_by_the_dial_timeout() {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+        }
+    });
+    for scheme in ["http", "socks5h"] {
+        let via = Dialer::new()
+            .timeout(Duration::from_millis(300))
+            .proxy(format!("{scheme}://127.0.0.1:{port}"));
+        each_face(round_trip_both(&via, "ws://127.0.0.1:9/").await, |r| {
+            assert!(matches!(r, Err(Error::Timeout(_))), "{scheme}: {r:?}")
+        });
+    }
+    hold.abort();
 }

@@ -1,6 +1,7 @@
 //! `wss://`: our TLS listener and dialer with certificates made by rcgen at
 //! test time, and Debian's nginx as a TLS terminator in front of a plain
-//! listener. Everything runs on 127.0.0.1.
+//! listener. Every dial is made by both faces (`dial` and `dial_blocking`),
+//! which share the TLS options. Everything runs on 127.0.0.1.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use dialtone::tls::rustls::{self, CertificateError};
 use dialtone::tls::ServerTls;
 use dialtone::{Dialer, Error, Listener};
-use support::{echo_server, round_trip, start_nginx, Ca, Leaf, TempDir};
+use support::{each_face, echo_server, round_trip_both, start_nginx, Ca, Leaf, TempDir};
 
 fn tls_for(pem: &support::Pem) -> ServerTls {
     ServerTls::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap()
@@ -42,16 +43,22 @@ async fn trusted_extra_ca_by_name_and_by_ip() {
     let ca = Ca::new("dialtone test CA");
     let addr = echo_server(Some(tls_for(&ca.issue(Leaf::default())))).await;
     let dialer = trusting(&ca);
-    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
-        .await
-        .unwrap();
-    round_trip(&dialer, &format!("wss://127.0.0.1:{}/", addr.port()))
-        .await
-        .unwrap();
+    for url in [
+        format!("wss://localhost:{}/", addr.port()),
+        format!("wss://127.0.0.1:{}/", addr.port()),
+    ] {
+        each_face(round_trip_both(&dialer, &url).await, Result::unwrap);
+    }
 
-    let (ws, response) = dialer
-        .dial(&format!("wss://localhost:{}/x", addr.port()))
+    let url = format!("wss://localhost:{}/x", addr.port());
+    let (ws, response) = dialer.dial(&url).await.unwrap();
+    assert_eq!(response.url.scheme(), "wss");
+    assert!(ws.get_ref().is_tls());
+    assert_eq!(ws.get_ref().alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(ws.get_ref().peer_certificates().map(|c| c.len()), Some(1));
+    let (ws, response) = tokio::task::spawn_blocking(move || dialer.dial_blocking(&url))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(response.url.scheme(), "wss");
     assert!(ws.get_ref().is_tls());
@@ -70,16 +77,16 @@ async fn ca_and_server_identity_from_files() {
     let tls = ServerTls::from_pem_files(&cert, &key).unwrap();
     let addr = echo_server(Some(tls)).await;
     let dialer = Dialer::new().no_proxy().add_ca_file(&ca_file);
-    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
-        .await
-        .unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    each_face(round_trip_both(&dialer, &url).await, Result::unwrap);
 
     // A missing CA file is a configuration error, not a TLS failure.
     let missing = Dialer::new()
         .no_proxy()
         .add_ca_file(dir.path().join("nope.pem"));
-    let r = round_trip(&missing, &format!("wss://localhost:{}/", addr.port())).await;
-    assert!(matches!(r, Err(Error::TlsConfig(_))), "{r:?}");
+    each_face(round_trip_both(&missing, &url).await, |r| {
+        assert!(matches!(r, Err(Error::TlsConfig(_))), "{r:?}")
+    });
     // So is a key that is not the certificate's.
     let other = ca.issue(Leaf::default());
     let r = ServerTls::from_pem(leaf.cert.as_bytes(), other.key.as_bytes());
@@ -94,12 +101,11 @@ async fn ca_and_server_identity_from_files() {
 async fn unknown_issuer_is_refused_by_default() {
     let ca = Ca::new("untrusted CA");
     let addr = echo_server(Some(tls_for(&ca.issue(Leaf::default())))).await;
-    let r = round_trip(
-        &Dialer::new().no_proxy(),
-        &format!("wss://localhost:{}/", addr.port()),
-    )
-    .await;
-    assert_eq!(cert_error(r), CertificateError::UnknownIssuer);
+    let url = format!("wss://localhost:{}/", addr.port());
+    each_face(
+        round_trip_both(&Dialer::new().no_proxy(), &url).await,
+        |r| assert_eq!(cert_error(r), CertificateError::UnknownIssuer),
+    );
 }
 
 #[tokio::test]
@@ -110,15 +116,17 @@ async fn expired_certificate_is_refused() {
         ..Leaf::default()
     });
     let addr = echo_server(Some(tls_for(&leaf))).await;
-    let r = round_trip(&trusting(&ca), &format!("wss://localhost:{}/", addr.port())).await;
-    let e = cert_error(r);
-    assert!(
-        matches!(
-            e,
-            CertificateError::Expired | CertificateError::ExpiredContext { .. }
-        ),
-        "{e:?}"
-    );
+    let url = format!("wss://localhost:{}/", addr.port());
+    each_face(round_trip_both(&trusting(&ca), &url).await, |r| {
+        let e = cert_error(r);
+        assert!(
+            matches!(
+                e,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. }
+            ),
+            "{e:?}"
+        );
+    });
 }
 
 #[tokio::test]
@@ -130,24 +138,21 @@ async fn wrong_name_is_refused_and_server_name_override_fixes_it() {
     });
     let addr = echo_server(Some(tls_for(&leaf))).await;
     let url = format!("wss://localhost:{}/", addr.port());
-    let e = cert_error(round_trip(&trusting(&ca), &url).await);
-    assert!(
-        matches!(
-            e,
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-        ),
-        "{e:?}"
-    );
-    // The message says why, in words.
-    let msg = round_trip(&trusting(&ca), &url)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(msg.contains("localhost"), "{msg}");
-
-    round_trip(&trusting(&ca).tls_server_name("ws.test"), &url)
-        .await
-        .unwrap();
+    each_face(round_trip_both(&trusting(&ca), &url).await, |r| {
+        // The message says why, in words.
+        let msg = r.as_ref().unwrap_err().to_string();
+        assert!(msg.contains("localhost"), "{msg}");
+        let e = cert_error(r);
+        assert!(
+            matches!(
+                e,
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ),
+            "{e:?}"
+        );
+    });
+    let fixed = trusting(&ca).tls_server_name("ws.test");
+    each_face(round_trip_both(&fixed, &url).await, Result::unwrap);
 }
 
 #[tokio::test]
@@ -160,9 +165,8 @@ async fn danger_accept_invalid_certs_accepts_anything() {
     });
     let addr = echo_server(Some(tls_for(&leaf))).await;
     let dialer = Dialer::new().no_proxy().danger_accept_invalid_certs(true);
-    round_trip(&dialer, &format!("wss://localhost:{}/", addr.port()))
-        .await
-        .unwrap();
+    let url = format!("wss://localhost:{}/", addr.port());
+    each_face(round_trip_both(&dialer, &url).await, Result::unwrap);
 }
 
 #[tokio::test]
@@ -204,30 +208,35 @@ async fn client_certificate_auth() {
     });
     let with_cert =
         trusting(&server_ca).client_cert_pem(client.cert.as_bytes(), client.key.as_bytes());
-    round_trip(&with_cert, &url).await.unwrap();
-    assert_eq!(seen_rx.recv().await.unwrap().unwrap(), 1);
+    each_face(round_trip_both(&with_cert, &url).await, Result::unwrap);
+    for _face in 0..2 {
+        assert_eq!(seen_rx.recv().await.unwrap().unwrap(), 1);
+    }
 
     // Without a certificate the server refuses (TLS 1.3 reports it to the
     // client after its side of the handshake, so the dial fails on read).
-    assert!(round_trip(&trusting(&server_ca), &url).await.is_err());
-    match seen_rx.recv().await.unwrap() {
-        Err(Error::Tls { source, .. }) => assert!(
-            matches!(source, Some(rustls::Error::NoCertificatesPresented)),
-            "{source:?}"
-        ),
-        other => panic!("expected a TLS error on the server, got {other:?}"),
+    each_face(round_trip_both(&trusting(&server_ca), &url).await, |r| {
+        assert!(r.is_err())
+    });
+    for _face in 0..2 {
+        match seen_rx.recv().await.unwrap() {
+            Err(Error::Tls { source, .. }) => assert!(
+                matches!(source, Some(rustls::Error::NoCertificatesPresented)),
+                "{source:?}"
+            ),
+            other => panic!("expected a TLS error on the server, got {other:?}"),
+        }
     }
 }
 
 #[tokio::test]
 async fn tls_to_a_plain_listener_is_a_tls_error() {
     let addr = echo_server(None).await;
-    let r = round_trip(
-        &Dialer::new().no_proxy(),
-        &format!("wss://127.0.0.1:{}/", addr.port()),
-    )
-    .await;
-    assert!(matches!(r, Err(Error::Tls { .. })), "{r:?}");
+    let url = format!("wss://127.0.0.1:{}/", addr.port());
+    each_face(
+        round_trip_both(&Dialer::new().no_proxy(), &url).await,
+        |r| assert!(matches!(r, Err(Error::Tls { .. })), "{r:?}"),
+    );
 }
 
 #[tokio::test]
@@ -241,8 +250,10 @@ async fn silent_tls_server_times_out() {
         }
     });
     let dialer = Dialer::new().no_proxy().timeout(Duration::from_millis(300));
-    let r = round_trip(&dialer, &format!("wss://127.0.0.1:{port}/")).await;
-    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    let url = format!("wss://127.0.0.1:{port}/");
+    each_face(round_trip_both(&dialer, &url).await, |r| {
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}")
+    });
     hold.abort();
 }
 
@@ -278,14 +289,14 @@ async fn nginx_terminates_tls_in_front_of_a_plain_listener() {
     let child = start_nginx(&dir, &servers, port);
 
     let dialer = trusting(&ca);
-    round_trip(&dialer, &format!("wss://localhost:{port}/through-nginx"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\nnginx log:\n{}", child.log_text()));
+    let url = format!("wss://localhost:{port}/through-nginx");
+    each_face(round_trip_both(&dialer, &url).await, |r| {
+        r.unwrap_or_else(|e| panic!("{e}\nnginx log:\n{}", child.log_text()))
+    });
     // nginx's certificate is checked like any other.
-    let r = round_trip(
-        &Dialer::new().no_proxy(),
-        &format!("wss://localhost:{port}/"),
-    )
-    .await;
-    assert_eq!(cert_error(r), CertificateError::UnknownIssuer);
+    let url = format!("wss://localhost:{port}/");
+    each_face(
+        round_trip_both(&Dialer::new().no_proxy(), &url).await,
+        |r| assert_eq!(cert_error(r), CertificateError::UnknownIssuer),
+    );
 }

@@ -1,6 +1,7 @@
-//! permessage-deflate (RFC 7692): the `Sec-WebSocket-Extensions` grammar,
-//! negotiation of its four parameters in both roles, and per-message
-//! compression with limits.
+//! permessage-deflate (RFC 7692): negotiation of its four parameters in
+//! both roles, and per-message compression with limits. The
+//! `Sec-WebSocket-Extensions` grammar it is negotiated in is
+//! [`extensions`](crate::extensions)'s (re-exported here).
 //!
 //! The codec is `flate2` on the `zlib-rs` backend. Two facts of zlib shape
 //! this module:
@@ -23,6 +24,7 @@ use std::fmt;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::error::ProtocolError;
+pub use crate::extensions::{parse_extensions, Extension, ExtensionSyntaxError};
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
@@ -30,154 +32,6 @@ pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
 /// The 4 bytes a sync flush ends with, removed from each compressed message
 /// on the wire (RFC 7692 §7.2.1) and put back before inflating (§7.2.2).
 const SYNC_TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-// ----- the Sec-WebSocket-Extensions grammar (RFC 6455 §9.1) -----
-
-/// One element of a `Sec-WebSocket-Extensions` header: a name and its
-/// parameters, values unquoted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Extension {
-    /// The extension token, e.g. `permessage-deflate`.
-    pub name: String,
-    /// `(name, value)` pairs in order; a parameter without `=` has no value.
-    pub params: Vec<(String, Option<String>)>,
-}
-
-impl fmt::Display for Extension {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        for (name, value) in &self.params {
-            match value {
-                Some(v) => write!(f, "; {name}={v}")?,
-                None => write!(f, "; {name}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The header could not be parsed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExtensionSyntaxError;
-
-impl fmt::Display for ExtensionSyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("malformed Sec-WebSocket-Extensions header")
-    }
-}
-
-impl std::error::Error for ExtensionSyntaxError {}
-
-fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
-}
-
-/// Parses a `Sec-WebSocket-Extensions` value (all its lines joined with
-/// commas): `extension *( "," extension )`, `extension = token *( ";"
-/// token [ "=" ( token / quoted-string ) ] )`. A quoted value must unquote
-/// to a token (RFC 6455 §9.1).
-pub fn parse_extensions(value: &str) -> Result<Vec<Extension>, ExtensionSyntaxError> {
-    struct Cursor<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-    impl Cursor<'_> {
-        fn ows(&mut self) {
-            while self.i < self.s.len() && (self.s[self.i] == b' ' || self.s[self.i] == b'\t') {
-                self.i += 1;
-            }
-        }
-        fn peek(&self) -> Option<u8> {
-            self.s.get(self.i).copied()
-        }
-        fn token(&mut self) -> Result<String, ExtensionSyntaxError> {
-            let start = self.i;
-            while self.i < self.s.len() && is_tchar(self.s[self.i]) {
-                self.i += 1;
-            }
-            if start == self.i {
-                return Err(ExtensionSyntaxError);
-            }
-            Ok(String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
-        }
-        fn quoted(&mut self) -> Result<String, ExtensionSyntaxError> {
-            self.i += 1; // opening quote
-            let mut out = Vec::new();
-            loop {
-                match self.peek() {
-                    None => return Err(ExtensionSyntaxError),
-                    Some(b'"') => {
-                        self.i += 1;
-                        break;
-                    }
-                    Some(b'\\') => {
-                        let c = *self.s.get(self.i + 1).ok_or(ExtensionSyntaxError)?;
-                        out.push(c);
-                        self.i += 2;
-                    }
-                    Some(c) => {
-                        out.push(c);
-                        self.i += 1;
-                    }
-                }
-            }
-            if out.is_empty() || !out.iter().all(|&c| is_tchar(c)) {
-                return Err(ExtensionSyntaxError);
-            }
-            Ok(String::from_utf8_lossy(&out).into_owned())
-        }
-    }
-
-    let mut c = Cursor {
-        s: value.as_bytes(),
-        i: 0,
-    };
-    let mut out = Vec::new();
-    loop {
-        c.ows();
-        // Empty list elements (", ,") are allowed by RFC 7230 §7.
-        if c.peek() == Some(b',') {
-            c.i += 1;
-            continue;
-        }
-        if c.peek().is_none() {
-            break;
-        }
-        let name = c.token()?;
-        let mut params = Vec::new();
-        loop {
-            c.ows();
-            match c.peek() {
-                Some(b';') => {
-                    c.i += 1;
-                    c.ows();
-                    let pname = c.token()?;
-                    c.ows();
-                    let value = if c.peek() == Some(b'=') {
-                        c.i += 1;
-                        c.ows();
-                        Some(if c.peek() == Some(b'"') {
-                            c.quoted()?
-                        } else {
-                            c.token()?
-                        })
-                    } else {
-                        None
-                    };
-                    params.push((pname, value));
-                }
-                Some(b',') => {
-                    c.i += 1;
-                    break;
-                }
-                None => break,
-                Some(_) => return Err(ExtensionSyntaxError),
-            }
-        }
-        out.push(Extension { name, params });
-    }
-    Ok(out)
-}
 
 // ----- negotiation (RFC 7692 §7.1) -----
 
@@ -674,27 +528,6 @@ mod tests {
         let mut v = parse_extensions(s).unwrap();
         assert_eq!(v.len(), 1);
         v.remove(0)
-    }
-
-    #[test]
-    fn parses_several_offers_with_quoted_values() {
-        let v = parse_extensions(
-            "permessage-deflate; client_max_window_bits; server_max_window_bits=\"10\" , permessage-deflate,x-foo;a=b",
-        )
-        .unwrap();
-        assert_eq!(v.len(), 3);
-        assert_eq!(
-            v[0].params,
-            [
-                ("client_max_window_bits".into(), None),
-                ("server_max_window_bits".into(), Some("10".into()))
-            ]
-        );
-        assert!(v[1].params.is_empty());
-        assert_eq!(v[2].name, "x-foo");
-        for bad in ["permessage-deflate; =1", "a;b=\"c d\"", "a b", "a;b=\"x"] {
-            assert_eq!(parse_extensions(bad), Err(ExtensionSyntaxError), "{bad}");
-        }
     }
 
     #[test]

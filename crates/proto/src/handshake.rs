@@ -11,7 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use sha1::{Digest, Sha1};
 
-use crate::deflate::{self, Agreed, Deflate, Extension, NegotiationError};
+use crate::deflate::{self, Agreed, Deflate, NegotiationError};
+use crate::extensions::Extension;
 
 /// The GUID appended to the key before hashing (RFC 6455 §1.3).
 pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -120,19 +121,6 @@ pub fn header_tokens<'a>(
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-}
-
-/// Every `Sec-WebSocket-Extensions` line, joined, parsed.
-fn extensions(headers: &HeaderMap) -> Result<Vec<Extension>, deflate::ExtensionSyntaxError> {
-    let mut joined = String::new();
-    for v in headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS) {
-        let v = v.to_str().map_err(|_| deflate::ExtensionSyntaxError)?;
-        if !joined.is_empty() {
-            joined.push(',');
-        }
-        joined.push_str(v);
-    }
-    deflate::parse_extensions(&joined)
 }
 
 /// Headers that the handshake itself sets; an extra header may not replace them.
@@ -300,7 +288,8 @@ impl ClientHandshake {
             [p] if self.protocols.iter().any(|o| o == p) => Some(p.to_owned()),
             ref other => return Err(HandshakeError::ProtocolNotOffered(other.join(", "))),
         };
-        let answered = extensions(h).map_err(|_| HandshakeError::BadExtensions)?;
+        let answered =
+            crate::extensions::from_headers(h).map_err(|_| HandshakeError::BadExtensions)?;
         let offered: Vec<&str> = self
             .extensions
             .iter()
@@ -541,7 +530,7 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
         protocols: header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
             .map(str::to_owned)
             .collect(),
-        extensions: extensions(h).unwrap_or_default(),
+        extensions: crate::extensions::from_headers(h).unwrap_or_default(),
     })
 }
 

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Modules, one concept each: [`close`] (close codes and frames), [`frame`]
-//! (headers), [`mask`], [`utf8`], [`handshake`], [`config`], [`connection`]
+//! (headers), [`mask`], [`utf8`], [`handshake`], [`extensions`] (the
+//! `Sec-WebSocket-Extensions` grammar), [`deflate`], [`config`], [`connection`]
 //! (the state machine), `outbox` (encoded frames waiting to be written)
 //! and [`error`].
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod connection;
 pub mod deflate;
 pub mod error;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

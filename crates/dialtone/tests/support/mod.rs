@@ -1,4 +1,4 @@
-//! Helpers for the tests that run real servers (nginx, tinyproxy,
+//! Helpers for the tests that run real servers (nginx, apache2, tinyproxy,
 //! microsocks) on 127.0.0.1: temp dirs, child processes killed on drop,
 //! certificates made with rcgen, and an echo listener.
 
@@ -64,7 +64,8 @@ pub fn require(program: &str, debian_package: &str) -> PathBuf {
     }
     panic!(
         "`{program}` not found: install the Debian package `{debian_package}` \
-         (apt-get install -y {debian_package}); this test needs the real server"
+         (apt-get install -y --no-install-recommends {debian_package}, or run \
+         `cargo xtask test`, which installs it); this test needs the real server"
     );
 }
 
@@ -318,4 +319,192 @@ http {{
     let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.out"));
     child.wait_for_port(port);
     child
+}
+
+/// The blocking twin of [`round_trip`]: `dial_blocking`, a text echoed.
+pub fn round_trip_blocking(dialer: &dialtone::Dialer, url: &str) -> dialtone::Result<()> {
+    let (mut ws, _) = dialer.dial_blocking(url)?;
+    ws.send("ping through")?;
+    match ws.recv() {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "ping through"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    ws.close(dialtone::CloseCode::Normal, "")?;
+    Ok(())
+}
+
+/// [`round_trip`] with each face: `[async, blocking]`. The blocking dial
+/// runs on tokio's blocking pool, so that servers on this runtime go on.
+pub async fn round_trip_both(dialer: &dialtone::Dialer, url: &str) -> [dialtone::Result<()>; 2] {
+    let async_face = round_trip(dialer, url).await;
+    let (dialer, url) = (dialer.clone(), url.to_owned());
+    let blocking_face = tokio::task::spawn_blocking(move || round_trip_blocking(&dialer, &url))
+        .await
+        .expect("the blocking dial panicked");
+    [async_face, blocking_face]
+}
+
+/// Runs `check` on each face's result, naming the face if it panics.
+pub fn each_face<T>(results: [T; 2], check: impl Fn(T)) {
+    for (face, result) in ["async", "blocking"].into_iter().zip(results) {
+        eprintln!("checking the {face} face");
+        check(result);
+    }
+}
+
+/// Starts Debian's apache2 in the foreground (`-X`, one process), with its
+/// own config, pid file and logs in `dir`, loading the modules named
+/// (`auth_digest` for `mod_auth_digest.so`, …) and serving `body`; waits
+/// until it listens on `port`. It never touches the system's service.
+pub fn start_apache(dir: &TempDir, modules: &[&str], body: &str, port: u16) -> ChildGuard {
+    let apache = require("apache2", "apache2");
+    let root = dir.path().display();
+    let mut conf = format!(
+        "ServerRoot \"{root}\"\nListen 127.0.0.1:{port}\nServerName 127.0.0.1\n\
+         PidFile \"{root}/apache.pid\"\nErrorLog \"{root}/error.log\"\nLogLevel info\n\
+         DefaultRuntimeDir \"{root}\"\nMutex file:{root} default\n"
+    );
+    for module in ["mpm_event"].iter().chain(modules) {
+        conf.push_str(&format!(
+            "LoadModule {module}_module /usr/lib/apache2/modules/mod_{module}.so\n"
+        ));
+    }
+    conf.push_str(body);
+    let conf_path = dir.write("apache.conf", conf);
+    let mut cmd = Command::new(apache);
+    cmd.arg("-f").arg(&conf_path).arg("-X");
+    let mut child = ChildGuard::spawn("apache2", cmd, &dir.path().join("apache.out"));
+    child.wait_for_port(port);
+    child
+}
+
+/// A tinyproxy on 127.0.0.1 that may CONNECT only to `allowed_ports`.
+pub struct Tinyproxy {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+pub fn tinyproxy(allowed_ports: &[u16], basic_auth: Option<(&str, &str)>) -> Tinyproxy {
+    let bin = require("tinyproxy", "tinyproxy");
+    let dir = TempDir::new("tinyproxy");
+    let port = free_port();
+    let d = dir.path().display();
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\n\
+         LogFile \"{d}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{d}/tinyproxy.pid\"\n\
+         Allow 127.0.0.1\n"
+    );
+    // Without ConnectPort lines tinyproxy would allow every port; with
+    // them, only these (Debian's default config allows 443 and 563 only).
+    for p in allowed_ports {
+        conf.push_str(&format!("ConnectPort {p}\n"));
+    }
+    if let Some((user, password)) = basic_auth {
+        conf.push_str(&format!("BasicAuth {user} {password}\n"));
+    }
+    let conf = dir.write("tinyproxy.conf", conf);
+    let mut cmd = Command::new(bin);
+    cmd.arg("-d").arg("-c").arg(conf);
+    let mut child = ChildGuard::spawn("tinyproxy", cmd, &dir.path().join("tinyproxy.log"));
+    child.wait_for_port(port);
+    Tinyproxy {
+        port,
+        _child: child,
+        _dir: dir,
+    }
+}
+
+/// A microsocks SOCKS5 server on 127.0.0.1, with user/password if given.
+pub struct Microsocks {
+    pub port: u16,
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+pub fn microsocks(auth: Option<(&str, &str)>) -> Microsocks {
+    let bin = require("microsocks", "microsocks");
+    let dir = TempDir::new("microsocks");
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some((user, password)) = auth {
+        cmd.args(["-u", user, "-P", password]);
+    }
+    let mut child = ChildGuard::spawn("microsocks", cmd, &dir.path().join("microsocks.log"));
+    child.wait_for_port(port);
+    Microsocks {
+        port,
+        _child: child,
+        _dir: dir,
+    }
+}
+
+/// Like [`round_trip_both`], but hands back each face's [`dialtone::Response`].
+pub async fn dial_both(
+    dialer: &dialtone::Dialer,
+    url: &str,
+) -> [dialtone::Result<dialtone::Response>; 2] {
+    dial_each([dialer, dialer], url).await
+}
+
+/// [`dial_both`] with a dialer for each face: `[async, blocking]`.
+pub async fn dial_each(
+    [dialer, blocking_dialer]: [&dialtone::Dialer; 2],
+    url: &str,
+) -> [dialtone::Result<dialtone::Response>; 2] {
+    let async_face = async {
+        let (mut ws, response) = dialer.dial(url).await?;
+        ws.close(dialtone::CloseCode::Normal, "").await?;
+        Ok(response)
+    }
+    .await;
+    let (dialer, url) = (blocking_dialer.clone(), url.to_owned());
+    let blocking_face = tokio::task::spawn_blocking(move || {
+        let (mut ws, response) = dialer.dial_blocking(&url)?;
+        ws.close(dialtone::CloseCode::Normal, "")?;
+        Ok(response)
+    })
+    .await
+    .expect("the blocking dial panicked");
+    [async_face, blocking_face]
+}
+
+/// An HTTP responder on 127.0.0.1: answers each connection's first read
+/// with `answer(request)`, then closes; returns its `ws://` base URL.
+pub async fn http_responder<F>(answer: F) -> String
+where
+    F: Fn(&str) -> String + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = tcp.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let _ = s.write_all(answer(&req).as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    format!("ws://{addr}")
+}
+
+/// A TCP listener on 127.0.0.1 that accepts and never answers; returns its
+/// port (the connections are held until the runtime ends).
+pub async fn silent_server() -> u16 {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = tcp.accept().await {
+            held.push(s);
+        }
+    });
+    port
 }
