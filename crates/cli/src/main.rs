@@ -10,6 +10,7 @@ mod bench;
 mod completions;
 mod demo;
 mod dial;
+mod exec;
 mod exit;
 mod logging;
 mod serve;

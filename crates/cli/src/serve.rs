@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dialtone::http::Request;
@@ -18,8 +19,10 @@ use tracing::{debug, info, warn};
 use crate::{config, describe, DeflateArgs};
 
 mod broadcast;
+mod broadcast_lines;
 mod exec;
 mod http;
+mod self_signed;
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -40,9 +43,16 @@ pub(crate) struct ServeArgs {
     /// Run CMD with `sh -c` for each connection: each line it prints is
     /// sent as a text message, each message received is written to its
     /// stdin as a line. The connection closes when CMD exits (1000 if it
-    /// succeeded, 1011 if not); CMD is killed when the client goes.
+    /// succeeded, 1011 if not). When the client closes, CMD's stdin is
+    /// closed and it has --exec-grace to exit (then SIGTERM, then SIGKILL);
+    /// what it prints after the client's close is dropped.
     #[arg(long, value_name = "CMD", group = "mode")]
     exec: Option<String>,
+    /// Seconds a --exec command has to exit by itself once the client has
+    /// closed (and its stdin is closed), before SIGTERM; as long again
+    /// after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::dial::seconds_or_zero, requires = "exec")]
+    exec_grace: Duration,
     /// Also serve the files under DIR over plain HTTP (GET and HEAD of
     /// requests that do not ask for a WebSocket) on the same port.
     #[arg(long = "static", value_name = "DIR")]
@@ -52,21 +62,30 @@ pub(crate) struct ServeArgs {
     web: bool,
     #[command(flatten)]
     deflate: DeflateArgs,
-    /// Certificate chain (PEM) to serve wss:// with.
+    /// Certificate chain (PEM, leaf first) to serve wss:// with.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve wss:// with a certificate made now for localhost, 127.0.0.1
+    /// and ::1 (and the address bound, if it is another), signed by a CA
+    /// made now too; the CA's PEM file, the certificate's SHA-256
+    /// fingerprint and the `dialtone dial --cacert` line to dial it are
+    /// printed. For local work: the key never leaves this process's temp
+    /// files.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
 }
 
 /// What to do with each WebSocket.
 #[derive(Clone)]
 enum Mode {
-    Print,
+    /// Print what clients send; send them each line of our stdin.
+    Print(broadcast_lines::Lines),
     Echo,
     Broadcast(Arc<broadcast::Hub>),
-    Exec(Arc<str>),
+    Exec(Arc<str>, Duration),
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
@@ -75,9 +94,16 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding {addr}"))?
         .with_acceptor(Acceptor::new().config(config(&args.deflate)));
+    let mut self_signed = None;
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             listener = listener.with_tls(ServerTls::from_pem_files(cert, key)?);
+            "wss"
+        }
+        _ if args.tls_self_signed => {
+            let made = self_signed::make(listener.local_addr()?)?;
+            listener = listener.with_tls(made.server_tls()?);
+            self_signed = Some(made);
             "wss"
         }
         _ => "ws",
@@ -91,11 +117,15 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     } else if args.broadcast {
         Mode::Broadcast(Arc::new(broadcast::Hub::new(args.broadcast_queue)))
     } else if let Some(cmd) = &args.exec {
-        Mode::Exec(cmd.as_str().into())
+        Mode::Exec(cmd.as_str().into(), args.exec_grace)
     } else {
-        Mode::Print
+        Mode::Print(broadcast_lines::Lines::from_stdin())
     };
-    eprintln!("listening on {scheme}://{}/", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    eprintln!("listening on {scheme}://{local}/");
+    if let Some(made) = &self_signed {
+        made.announce(local);
+    }
     loop {
         let incoming = match listener.accept().await {
             Ok(i) => i,
@@ -132,10 +162,10 @@ async fn serve_one(incoming: Incoming, mode: Mode, site: Option<Arc<http::Site>>
         extensions,
     };
     match mode {
-        Mode::Print => print(ws, opened).await,
+        Mode::Print(lines) => print(ws, opened, lines).await,
         Mode::Echo => echo(ws, opened).await,
         Mode::Broadcast(hub) => hub.serve(ws, opened).await,
-        Mode::Exec(cmd) => exec::serve(ws, opened, &cmd).await,
+        Mode::Exec(cmd, grace) => exec::serve(ws, opened, &cmd, grace).await,
     }
 }
 
@@ -174,14 +204,31 @@ pub(crate) fn log_closed(peer: SocketAddr, received: Option<&CloseFrame>) {
     }
 }
 
-async fn print(mut ws: WebSocket<Transport>, opened: Opened) -> Result<()> {
+/// The default mode: what the client sends is printed on stdout, and each
+/// line of our stdin is sent to it (and to every other client) as a text
+/// message.
+async fn print(
+    mut ws: WebSocket<Transport>,
+    opened: Opened,
+    lines: broadcast_lines::Lines,
+) -> Result<()> {
+    // Subscribed before "open" is logged, so that a client told "open"
+    // gets every line typed after it.
+    let mut lines = lines.subscribe();
     opened.log();
     let peer = opened.peer;
     let result = async {
-        while let Some(msg) = ws.recv().await {
-            let msg = msg?;
-            debug!(%peer, "received {}", summary(&msg));
-            println!("{peer} {}", describe(&msg));
+        loop {
+            tokio::select! {
+                msg = ws.recv() => {
+                    let Some(msg) = msg else { break };
+                    let msg = msg?;
+                    debug!(%peer, "received {}", summary(&msg));
+                    println!("{peer} {}", describe(&msg));
+                }
+                // At the end of stdin, clients go on talking to us.
+                Some(line) = lines.next() => ws.send(Message::text(line)).await?,
+            }
         }
         Ok(())
     }
