@@ -72,11 +72,11 @@ Examples:
   dialtone dial ws://127.0.0.1:9001/ --ping -n 10       # 10 messages, pings every second
   dialtone dial ws://127.0.0.1:9001/ --close 4000:bye < requests.txt
   dialtone dial ws://127.0.0.1:9001/ --binary < in.bin > out.bin
-  printf 'hello\n' | dialtone dial ws://127.0.0.1:9001/ # waits for the reply
-  printf 'a\nb\n' | dialtone dial -n 2 ws://127.0.0.1:9001/   # exactly 2 replies
+  printf 'hello\\n' | dialtone dial ws://127.0.0.1:9001/      # waits for the reply
+  printf 'a\\nb\\n' | dialtone dial -n 2 ws://127.0.0.1:9001/   # waits for 2 replies
   dialtone dial --linger 2 ws://127.0.0.1:9001/ < requests.txt  # a slow server
-  echo subscribe | dialtone dial --no-close ws://127.0.0.1:9001/feed
-  dialtone dial --exec 'sed -u s/^/got:/' ws://127.0.0.1:9001/    # a command talks
+  echo subscribe | dialtone dial --no-close ws://127.0.0.1:9001/feed   # until it closes
+  dialtone dial --exec 'sed -u s/^/got:/' ws://127.0.0.1:9001/  # a command talks
 
 ",
     exit::exit_table!()

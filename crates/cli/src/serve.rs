@@ -24,11 +24,45 @@ mod exec;
 mod http;
 mod self_signed;
 
+/// `dialtone serve --help`, above the options.
+pub(crate) const LONG_ABOUT: &str = "\
+Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001). What each
+connection gets is the mode:
+  (none)       what clients send is printed on stdout (\"PEER text \\\"…\\\"\"),
+               and each line of stdin is sent to every client connected
+  --echo       every message is sent back
+  --broadcast  every message goes to every client (a chat room)
+  --exec CMD   CMD runs for each connection, its stdin and stdout on it
+--static DIR and --web answer plain HTTP on the same port; --tls-cert and
+--tls-key, or --tls-self-signed, make it wss://. -v logs connections and
+closes on stderr.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  dialtone serve 127.0.0.1:9001                        # type lines to the clients
+  dialtone serve 127.0.0.1:9001 --echo --no-deflate
+  dialtone serve 127.0.0.1:9001 --deflate-threshold 1024
+  dialtone serve 0.0.0.0:9001 --broadcast --broadcast-queue 1048576
+  dialtone -v serve 127.0.0.1:9001 --exec cat          # an echo through a command
+  dialtone serve 127.0.0.1:9001 --exec 'python3 bot.py' --exec-grace 5
+  dialtone serve 127.0.0.1:9001 --web --static ./public   # open http://127.0.0.1:9001/
+  dialtone serve 127.0.0.1:9443 --echo --tls-cert chain.pem --tls-key key.pem
+  dialtone serve 127.0.0.1:9443 --echo --tls-self-signed  # prints the dial line
+
+--exec: when the client closes, its close is answered at once (RFC 6455 §7.1),
+CMD's stdin is closed and CMD has --exec-grace seconds to exit by itself, then
+SIGTERM, --exec-grace again, then SIGKILL. What it prints after the client's
+close cannot be sent and is dropped (-v logs how many lines). A client that
+wants CMD's answers waits for them before closing: `dialtone dial` does (see
+--linger there).";
+
 #[derive(clap::Args)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub(crate) struct ServeArgs {
     /// Address to bind.
     addr: String,
-    /// Echo every text and binary message back (otherwise print them).
+    /// Echo every text and binary message back (without a mode: print
+    /// them, and send each line of stdin to every client).
     #[arg(long, group = "mode")]
     echo: bool,
     /// Send every text and binary message to every client, the sender
@@ -62,11 +96,13 @@ pub(crate) struct ServeArgs {
     web: bool,
     #[command(flatten)]
     deflate: DeflateArgs,
-    /// Certificate chain (PEM, leaf first) to serve wss:// with.
-    #[arg(long, requires = "tls_key")]
+    /// Certificate chain (PEM, leaf first) to serve wss:// with. It must
+    /// be a leaf certificate, not a CA (what a plain `openssl req -x509`
+    /// makes is a CA: clients refuse it); see --tls-self-signed.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Serve wss:// with a certificate made now for localhost, 127.0.0.1
     /// and ::1 (and the address bound, if it is another), signed by a CA

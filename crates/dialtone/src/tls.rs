@@ -263,13 +263,15 @@ pub(crate) fn advice(e: &rustls::Error, host: &str, checked: Checked) -> Option<
     let rustls::Error::InvalidCertificate(e) = e else {
         return None;
     };
-    let (whose, trust) = match checked {
+    let (whose, trusting, trust) = match checked {
         Checked::Server => (
             "the server's",
+            "this client",
             "trust that CA (`dialtone dial --cacert ca.pem`, `Dialer::add_ca_file`)",
         ),
         Checked::Client => (
             "the client's",
+            "this listener",
             "give the listener that CA (`ServerTls::require_client_cert_pem`)",
         ),
     };
@@ -283,8 +285,8 @@ pub(crate) fn advice(e: &rustls::Error, host: &str, checked: Checked) -> Option<
              `dialtone serve --tls-self-signed` makes such a pair and prints the line to dial it"
         ),
         C::UnknownIssuer => format!(
-            "{whose} certificate was not issued by a CA this side trusts; if it is your own \
-             or a private CA, {trust}; if it is a public one, the server must send its \
+            "{whose} certificate was not issued by a CA {trusting} trusts; if it is your own \
+             or a private CA, {trust}; if it is a public one, the peer must send its \
              intermediate certificates too (the chain file: leaf first, then intermediates)"
         ),
         C::NotValidForName => format!(

@@ -101,7 +101,7 @@ async fn an_untrusted_issuer_says_to_trust_the_ca() {
     assert_says(
         &reason,
         &[
-            "not issued by a CA this side trusts",
+            "not issued by a CA this client trusts",
             "--cacert",
             "intermediate",
         ],
