@@ -313,7 +313,12 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
         }
     };
     if args.binary {
-        return Ok(exit::code(stream_binary(ws).await?));
+        let at_eof = if args.no_close {
+            AtEof::Wait
+        } else {
+            AtEof::Linger(args.linger)
+        };
+        return Ok(exit::code(stream_binary(ws, at_eof).await?));
     }
     let at_eof = if args.exec.is_some() {
         // The command is done talking; what arrives now has nowhere to go.
@@ -867,25 +872,57 @@ impl Report {
 
 /// `--binary`: stdin → binary messages, binary messages → stdout, until
 /// the closing handshake is over; the exit status as for lines.
-async fn stream_binary(ws: WebSocket<Transport>) -> Result<u8> {
+async fn stream_binary(ws: WebSocket<Transport>, at_eof: AtEof) -> Result<u8> {
+    use tokio::io::AsyncReadExt;
     let stream = ws.into_stream(MessageKind::Binary);
     let (mut from_ws, mut to_ws) = tokio::io::split(stream);
     let mut chunks = stdin_chunks();
     let mut shut_down = false;
+    // When bytes last arrived: the linger counts from there.
+    let last_received = std::cell::Cell::new(tokio::time::Instant::now());
     let upload = async {
         while let Some(chunk) = chunks.recv().await {
             if to_ws.write_all(&chunk).await.is_err() {
                 return std::future::pending().await;
             }
         }
-        // End of stdin: close (Normal), and keep receiving until the
+        // End of stdin: the answers may still be on their way (see
+        // `AtEof`); then close (Normal), and keep receiving until the
         // server answers.
+        if to_ws.flush().await.is_err() {
+            return std::future::pending().await;
+        }
+        last_received.set(tokio::time::Instant::now());
+        match at_eof {
+            AtEof::Linger(quiet_for) => loop {
+                let due = last_received.get() + quiet_for;
+                if tokio::time::Instant::now() >= due {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+            },
+            AtEof::Wait => std::future::pending().await,
+            AtEof::Close => {}
+        }
         shut_down = to_ws.shutdown().await.is_ok();
         std::future::pending::<()>().await
     };
     let mut stdout = tokio::io::stdout();
+    let download = async {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = from_ws.read(&mut buf).await?;
+            if n == 0 {
+                return std::io::Result::Ok(total);
+            }
+            last_received.set(tokio::time::Instant::now());
+            stdout.write_all(&buf[..n]).await?;
+            total += n as u64;
+        }
+    };
     let received = tokio::select! {
-        received = tokio::io::copy(&mut from_ws, &mut stdout) => received,
+        received = download => received,
         () = upload => unreachable!("the upload waits forever once done"),
     };
     stdout.flush().await?;

@@ -534,3 +534,32 @@ async fn help_shows_every_option_with_an_example() {
         );
     }
 }
+
+#[tokio::test]
+async fn binary_mode_waits_for_the_replies_at_the_end_of_stdin_too() {
+    let (url, server) = one_connection(|mut ws| async move {
+        let mut got = Vec::new();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if let Message::Binary(b) = msg {
+                got.extend_from_slice(&b);
+                if got.len() == 6 {
+                    break;
+                }
+            }
+        }
+        // Slower than the linger would allow without waiting at all.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ws.send(Message::binary(got)).await.unwrap();
+        until_closed(&mut ws).await
+    })
+    .await;
+    let run = run(
+        &["dial", "--binary", "--linger", "2", &url],
+        b"\x00\x01\x02abc",
+    )
+    .await;
+    assert_eq!(run.stdout, "\u{0}\u{1}\u{2}abc", "stderr: {}", run.stderr);
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    let seen = within("the server", server).await.unwrap();
+    assert_eq!(seen.map(|f| f.code), Some(CloseCode::Normal));
+}
