@@ -101,7 +101,7 @@ pub(crate) async fn serve(
             Some(status) => (status, exec::Ended::ByItself, 0),
             None => stop_dropping_output(&mut child, grace, &mut lines).await,
         };
-        let dropped = dropped + drop_rest(&mut lines);
+        let dropped = dropped + drop_rest(&mut lines).await;
         info!(%peer, ?status, "client gone, command {ended}");
         if dropped > 0 {
             warn!(
@@ -160,10 +160,12 @@ async fn stop_dropping_output(
     }
 }
 
-/// Counts the lines already read from CMD and not sent.
-fn drop_rest(lines: &mut mpsc::Receiver<Message>) -> usize {
+/// Counts what CMD printed and was not sent, up to the end of its stdout
+/// (for at most [`DRAIN_GRACE`], in case a child of it keeps stdout open).
+async fn drop_rest(lines: &mut mpsc::Receiver<Message>) -> usize {
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
     let mut dropped = 0;
-    while lines.try_recv().is_ok() {
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, lines.recv()).await {
         dropped += 1;
     }
     dropped
