@@ -10,7 +10,7 @@ use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Lines kept for a client that is slow to take them.
 const BACKLOG: usize = 256;
@@ -31,6 +31,12 @@ impl Lines {
         let lines = Lines {
             sender: sender.downgrade(),
         };
+        if in_the_background() {
+            // Reading would stop the whole process (SIGTTIN), not just
+            // this thread: `dialtone serve ADDR &` must keep serving.
+            info!("stdin is the terminal of a background job: not sending it to clients");
+            return lines;
+        }
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             loop {
@@ -60,6 +66,15 @@ impl Lines {
     pub(crate) fn subscribe(&self) -> Subscription {
         Subscription(self.sender.upgrade().map(|s| s.subscribe()))
     }
+}
+
+/// Whether stdin is a terminal whose foreground is another process group
+/// (we were started with `&`).
+fn in_the_background() -> bool {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg != nix::unistd::getpgrp())
 }
 
 /// One client's place in the stream of lines.
