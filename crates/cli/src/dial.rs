@@ -77,6 +77,12 @@ Examples:
   dialtone dial --linger 2 ws://127.0.0.1:9001/ < requests.txt  # a slow server
   echo subscribe | dialtone dial --no-close ws://127.0.0.1:9001/feed   # until it closes
   dialtone dial --exec 'sed -u s/^/got:/' ws://127.0.0.1:9001/  # a command talks
+  dialtone dial -H 'Authorization: Bearer t0k3n' --protocol chat --user-agent me/1 URL
+  dialtone dial --proxy socks5h://127.0.0.1:1080 --timeout 5 --max-redirects 0 URL
+  dialtone dial --cacert ca.pem --cert me.pem --key me.key wss://127.0.0.1:9443/
+  dialtone dial --insecure wss://127.0.0.1:9443/        # no certificate check: testing only
+  dialtone dial --cookie-jar cookies.txt --ping-interval 20 --no-deflate URL
+  dialtone dial --echo --deflate-threshold 0 URL        # compress every message
 
 ",
     exit::exit_table!()
@@ -91,7 +97,9 @@ pub(crate) struct DialArgs {
     #[arg(long)]
     echo: bool,
     /// Send stdin as a byte stream of binary messages (EFL's streaming
-    /// mode) and write received binary messages to stdout.
+    /// mode) and write received binary messages to stdout. At the end of
+    /// stdin it waits as lines do (--linger, --no-close). Example:
+    /// `dialtone dial --binary URL < in.bin > out.bin`.
     #[arg(long, conflicts_with = "echo")]
     binary: bool,
     /// Print every event (open, message, ping, pong, close, error) as one
