@@ -976,6 +976,16 @@ mod tests {
     }
 
     #[test]
+    fn linger_and_grace_take_zero_or_more_seconds() {
+        assert_eq!(seconds_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds_or_zero("0.3"), Ok(Duration::from_millis(300)));
+        assert_eq!(seconds_or_zero("2"), Ok(Duration::from_secs(2)));
+        assert!(seconds_or_zero("-1").is_err());
+        assert!(seconds_or_zero("soon").is_err());
+        assert!(seconds_or_zero("inf").is_err());
+    }
+
+    #[test]
     fn our_pongs_give_their_sequence_and_round_trip() {
         let clock = Instant::now() - Duration::from_millis(10);
         let (seq, rtt) = timed_pong(b"dialtone-ping 7 4000", clock).unwrap();
