@@ -162,8 +162,22 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(made) = &self_signed {
         made.announce(local);
     }
+    // With --tls-self-signed, Ctrl-C and SIGTERM remove its files first.
+    let mut stop = match &self_signed {
+        Some(_) => Some(stop_signals()?),
+        None => None,
+    };
     loop {
-        let incoming = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            signal = next_stop(&mut stop) => {
+                if let Some(made) = &self_signed {
+                    made.remove_files();
+                }
+                return Ok(ExitCode::from(128 + signal));
+            }
+        };
+        let incoming = match accepted {
             Ok(i) => i,
             Err(e) => {
                 warn!("accept: {e}");
@@ -177,6 +191,28 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                 warn!(%peer, "{e:#}");
             }
         });
+    }
+}
+
+/// SIGINT and SIGTERM, caught.
+fn stop_signals() -> Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok((
+        signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        signal(SignalKind::terminate()).context("catching SIGTERM")?,
+    ))
+}
+
+/// The number of the next stop signal; never without `stop_signals`.
+async fn next_stop(
+    signals: &mut Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+) -> u8 {
+    let Some((int, term)) = signals else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
     }
 }
 

@@ -68,7 +68,13 @@ async fn tls_self_signed_prints_a_dial_line_that_works_as_printed() {
         "{}",
         untrusted.stderr
     );
-    drop(server);
+
+    // Stopped, it removes its key and certificates.
+    let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = within("serve to stop", server.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(!ca.exists(), "{} is still there", ca.display());
 }
 
 /// What `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost

@@ -126,6 +126,14 @@ impl SelfSigned {
         )?)
     }
 
+    /// Removes the directory of the PEM files (at exit: the key is of no
+    /// use to anyone once this process is gone).
+    pub(crate) fn remove_files(&self) {
+        if let Some(dir) = self.ca_file.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     /// Tells the user what to trust and how to dial, on stderr beside the
     /// "listening on" line.
     pub(crate) fn announce(&self, local: SocketAddr) {
