@@ -3,8 +3,15 @@
 //! stdin lines go out as text messages; what arrives is printed as lines
 //! (text messages on stdout, the rest on stderr) or, with `--jsonl`, as one
 //! JSON object per event. `--binary` makes stdin and stdout byte streams,
-//! `--echo` sends back what arrives. The exit status says how the
-//! connection ended (see `exit`).
+//! `--echo` sends back what arrives, `--exec` puts a command in place of
+//! stdin and stdout. The exit status says how the connection ended (see
+//! `exit`).
+//!
+//! The end of stdin is not the end of the conversation: the replies to the
+//! last lines may still be on their way, and a server that stops at our
+//! close drops those it has not sent yet. So the close waits (see
+//! [`AtEof`]): for `-n` messages, for `--linger` of quiet, or for ever with
+//! `--no-close`.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -23,7 +30,7 @@ use dialtone::{
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::{config, describe, exit, DeflateArgs};
@@ -33,8 +40,19 @@ use crate::{config, describe, exit, DeflateArgs};
 pub(crate) const LONG_ABOUT: &str = "\
 Dial URL (ws:// or wss://), send each line of stdin as a text message and
 print what arrives: text messages on stdout, one per line, everything else on
-stderr. At the end of stdin, close with --close (Normal by default) and wait
-for the server's answer.
+stderr.
+
+At the end of stdin, dial does not close at once (the replies to the last
+lines may still be coming, and a server that stops at a close drops them):
+  - by default it waits while messages keep arriving, and closes once none
+    has arrived for --linger SECS (0.3) since the last line went out or the
+    last message came in; a server slower than that to answer needs a longer
+    --linger, or -n;
+  - with -n N it waits for the N-th message, however long that takes;
+  - with --no-close it never closes: it prints what arrives until the
+    server closes (or Ctrl-C).
+Then it closes with --close (Normal by default) and waits for the server's
+answer.
 
 --jsonl prints every event as one JSON object per line on stdout instead:
   {\"event\":\"open\",\"t_ms\":3.1,\"url\":\"ws://…\",\"status\":101,\"protocol\":null,\"extensions\":\"permessage-deflate\"}
@@ -54,6 +72,17 @@ Examples:
   dialtone dial ws://127.0.0.1:9001/ --ping -n 10       # 10 messages, pings every second
   dialtone dial ws://127.0.0.1:9001/ --close 4000:bye < requests.txt
   dialtone dial ws://127.0.0.1:9001/ --binary < in.bin > out.bin
+  printf 'hello\\n' | dialtone dial ws://127.0.0.1:9001/      # waits for the reply
+  printf 'a\\nb\\n' | dialtone dial -n 2 ws://127.0.0.1:9001/   # waits for 2 replies
+  dialtone dial --linger 2 ws://127.0.0.1:9001/ < requests.txt  # a slow server
+  echo subscribe | dialtone dial --no-close ws://127.0.0.1:9001/feed   # until it closes
+  dialtone dial --exec 'sed -u s/^/got:/' ws://127.0.0.1:9001/  # a command talks
+  dialtone dial -H 'Authorization: Bearer t0k3n' --protocol chat --user-agent me/1 URL
+  dialtone dial --proxy socks5h://127.0.0.1:1080 --timeout 5 --max-redirects 0 URL
+  dialtone dial --cacert ca.pem --cert me.pem --key me.key wss://127.0.0.1:9443/
+  dialtone dial --insecure wss://127.0.0.1:9443/        # no certificate check: testing only
+  dialtone dial --cookie-jar cookies.txt --ping-interval 20 --no-deflate URL
+  dialtone dial --echo --deflate-threshold 0 URL        # compress every message
 
 ",
     exit::exit_table!()
@@ -68,7 +97,9 @@ pub(crate) struct DialArgs {
     #[arg(long)]
     echo: bool,
     /// Send stdin as a byte stream of binary messages (EFL's streaming
-    /// mode) and write received binary messages to stdout.
+    /// mode) and write received binary messages to stdout. At the end of
+    /// stdin it waits as lines do (--linger, --no-close). Example:
+    /// `dialtone dial --binary URL < in.bin > out.bin`.
     #[arg(long, conflicts_with = "echo")]
     binary: bool,
     /// Print every event (open, message, ping, pong, close, error) as one
@@ -99,7 +130,8 @@ pub(crate) struct DialArgs {
     )]
     close: CloseFrame,
     /// Close (with --close) and exit after receiving N text or binary
-    /// messages.
+    /// messages; at the end of stdin, wait for them however long it takes
+    /// (e.g. `printf 'a\nb\n' | dialtone dial -n 2 URL`).
     #[arg(
         short = 'n',
         long,
@@ -108,6 +140,31 @@ pub(crate) struct DialArgs {
         conflicts_with = "binary"
     )]
     count: Option<u64>,
+    /// At the end of stdin, close only once no message has arrived for
+    /// SECS seconds (since the last line went out or the last message came
+    /// in), so that replies still on their way are not lost. 0 closes at
+    /// once. Example: `--linger 2` for a server that takes a second to
+    /// answer.
+    #[arg(long, value_name = "SECS", default_value = "0.3", value_parser = seconds_or_zero)]
+    linger: Duration,
+    /// At the end of stdin, do not close: print what arrives until the
+    /// server closes (or Ctrl-C). Example: `echo subscribe | dialtone dial
+    /// --no-close URL`.
+    #[arg(long, conflicts_with = "count")]
+    no_close: bool,
+    /// Run CMD with `sh -c` in place of stdin and stdout: each line it
+    /// prints is sent as a text message, each text or binary message
+    /// received is written to its stdin as a line. When its output ends,
+    /// the connection is closed with --close; when the server closes, its
+    /// stdin is closed and it has --exec-grace to exit (then SIGTERM, then
+    /// SIGKILL). Example: `--exec 'while read l; do echo "got $l"; done'`.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["echo", "binary", "jsonl", "count", "no_close"])]
+    exec: Option<String>,
+    /// Seconds the --exec command has to exit by itself once the server has
+    /// closed (and its stdin is closed), before SIGTERM; as long again
+    /// after SIGTERM before SIGKILL. Example: `--exec-grace 5`.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds_or_zero, requires = "exec")]
+    exec_grace: Duration,
     /// Offer a subprotocol (repeatable).
     #[arg(long = "protocol")]
     protocols: Vec<String>,
@@ -201,6 +258,15 @@ pub(crate) fn seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?}: expected a positive number of seconds"))
 }
 
+/// `--linger 0`, `--exec-grace 2.5`: zero or more seconds.
+pub(crate) fn seconds_or_zero(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?}: expected zero or a positive number of seconds"))
+}
+
 /// `--close 4000:bye`, `--close going_away`: a close frame we may send.
 fn close_frame(s: &str) -> Result<CloseFrame, String> {
     let (code, reason) = s.split_once(':').unwrap_or((s, ""));
@@ -255,21 +321,69 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
         }
     };
     if args.binary {
-        return Ok(exit::code(stream_binary(ws).await?));
+        let at_eof = if args.no_close {
+            AtEof::Wait
+        } else {
+            AtEof::Linger(args.linger)
+        };
+        return Ok(exit::code(stream_binary(ws, at_eof).await?));
     }
-    report.open(&response);
+    let at_eof = if args.exec.is_some() {
+        // The command is done talking; what arrives now has nowhere to go.
+        AtEof::Close
+    } else if args.count.is_some() || args.no_close {
+        AtEof::Wait
+    } else {
+        AtEof::Linger(args.linger)
+    };
     let session = Session {
         report,
         ping: args.ping,
         close: args.close,
         count: args.count,
+        at_eof,
     };
+    if let Some(cmd) = &args.exec {
+        let env = [("DIALTONE_URL", response.url.to_string())];
+        let (child, stdin, stdout) = crate::exec::spawn(cmd, &env)?;
+        session.report.open(&response);
+        let (lines_tx, lines) = mpsc::channel(16);
+        tokio::spawn(crate::exec::stdout_to_lines(stdout, lines_tx));
+        let command = Command {
+            child,
+            stdin: Some(stdin),
+            grace: args.exec_grace,
+        };
+        return Ok(exit::code(session.lines(ws, lines, Some(command)).await));
+    }
+    session.report.open(&response);
     let status = if args.echo {
         session.echo(ws).await
     } else {
-        session.lines(ws).await
+        session.lines(ws, stdin_lines(), None).await
     };
     Ok(exit::code(status))
+}
+
+/// What `lines` does at the end of its input.
+#[derive(Clone, Copy, Debug)]
+enum AtEof {
+    /// Close once no data message has arrived for this long (measured
+    /// from the end of the input, then from each message received).
+    Linger(Duration),
+    /// Do not close: `-n` closes after its count, `--no-close` never.
+    Wait,
+    /// Close now (`--exec`: the command's output ended).
+    Close,
+}
+
+/// `--exec`: the command in place of stdin and stdout.
+struct Command {
+    child: tokio::process::Child,
+    /// Closed (dropped) when the connection ends, or when the command
+    /// stops reading.
+    stdin: Option<tokio::process::ChildStdin>,
+    grace: Duration,
 }
 
 /// What one connection does besides moving messages.
@@ -281,18 +395,29 @@ struct Session {
     close: CloseFrame,
     /// `-n`: how many data messages to receive before closing.
     count: Option<u64>,
+    /// What to do at the end of the input.
+    at_eof: AtEof,
 }
 
 impl Session {
-    /// stdin lines out as text messages (from another task, so that a
-    /// server that stops reading until we read cannot wedge us), events in.
-    async fn lines(self, ws: WebSocket<Transport>) -> u8 {
+    /// `input` out as messages (from another task, so that a server that
+    /// stops reading until we read cannot wedge us), events in: printed,
+    /// or written to `command`'s stdin. At the end of the input, closes as
+    /// `at_eof` says.
+    async fn lines(
+        self,
+        ws: WebSocket<Transport>,
+        input: mpsc::Receiver<Message>,
+        mut command: Option<Command>,
+    ) -> u8 {
         let (mut reader, writer) = ws.split();
         let close_now = Arc::new(Notify::new());
         let close_sent = Arc::new(AtomicBool::new(false));
+        let (eof_tx, mut eof) = oneshot::channel();
         let writer = tokio::spawn(write_loop(
             writer,
-            stdin_lines(),
+            input,
+            eof_tx,
             close_now.clone(),
             self.timed_pings(),
             self.close.clone(),
@@ -300,7 +425,38 @@ impl Session {
         ));
         let mut received = 0u64;
         let mut failed = None;
-        while let Some(msg) = reader.recv().await {
+        let mut eof_seen = false;
+        // Armed at the end of the input with --linger, pushed back by
+        // every data message.
+        let mut lingering = false;
+        let quiet = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(quiet);
+        loop {
+            let msg = tokio::select! {
+                biased;
+                msg = reader.recv() => msg,
+                done = &mut eof, if !eof_seen => {
+                    eof_seen = true;
+                    // Err: the writer gave up; the reader tells why.
+                    if done.is_ok() {
+                        match self.at_eof {
+                            AtEof::Linger(quiet_for) => {
+                                lingering = true;
+                                quiet.as_mut().reset(tokio::time::Instant::now() + quiet_for);
+                            }
+                            AtEof::Close => close_now.notify_one(),
+                            AtEof::Wait => {}
+                        }
+                    }
+                    continue;
+                }
+                () = &mut quiet, if lingering => {
+                    lingering = false;
+                    close_now.notify_one();
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 Ok(Message::Close(frame)) => {
                     let ours = close_sent.load(Ordering::SeqCst);
@@ -309,7 +465,19 @@ impl Session {
                 // Past -n, what still arrives before the close is not shown.
                 Ok(msg) if msg.is_data() && Some(received) == self.count => {}
                 Ok(msg) => {
-                    self.report.received(&msg);
+                    if msg.is_data() {
+                        if let AtEof::Linger(quiet_for) = self.at_eof {
+                            if lingering {
+                                quiet
+                                    .as_mut()
+                                    .reset(tokio::time::Instant::now() + quiet_for);
+                            }
+                        }
+                    }
+                    match &mut command {
+                        Some(command) if msg.is_data() => command.write(&msg).await,
+                        _ => self.report.received(&msg),
+                    }
                     if msg.is_data() {
                         received += 1;
                         if Some(received) == self.count {
@@ -322,6 +490,9 @@ impl Session {
         }
         writer.abort();
         let ours = close_sent.load(Ordering::SeqCst).then_some(self.close.code);
+        if let Some(command) = command {
+            command.stop().await;
+        }
         final_status(failed, ours, reader.close_received().as_ref())
     }
 
@@ -400,6 +571,32 @@ impl Session {
     }
 }
 
+impl Command {
+    /// Writes a message to the command's stdin as a line; once it stops
+    /// reading, messages are dropped (and said so once).
+    async fn write(&mut self, msg: &Message) {
+        if let Some(stdin) = &mut self.stdin {
+            if let Err(e) = crate::exec::write_line(stdin, msg).await {
+                eprintln!("dialtone: the command's stdin is closed ({e}): messages are dropped");
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// The connection is over: closes the command's stdin and lets it
+    /// exit, gently ([`crate::exec::stop`]); says so if it had to be
+    /// stopped, or failed.
+    async fn stop(mut self) {
+        drop(self.stdin.take());
+        let (status, ended) = crate::exec::stop(&mut self.child, self.grace).await;
+        match status {
+            Ok(status) if status.success() && ended == crate::exec::Ended::ByItself => {}
+            Ok(status) => eprintln!("dialtone: the command {ended}: {status}"),
+            Err(e) => eprintln!("dialtone: the command: {e}"),
+        }
+    }
+}
+
 /// Who sent the first close frame: we did if we had sent ours when the
 /// peer's arrived; no one if the connection just dropped.
 fn initiator(ours_sent: bool, received: &CloseFrame) -> Option<&'static str> {
@@ -434,23 +631,31 @@ fn final_status(
     }
 }
 
-/// Sends stdin lines, timed pings, and finally the close frame: at the
-/// end of stdin, or when the reader saw `-n` messages.
+/// Sends the input's messages and timed pings, says when the input has
+/// ended and all of it is sent, and sends the close frame when the reader
+/// asks (at the end of the input as `AtEof` says, or after `-n` messages).
 async fn write_loop(
     mut writer: WsWriter<Transport>,
-    mut lines: mpsc::Receiver<String>,
+    mut input: mpsc::Receiver<Message>,
+    eof: oneshot::Sender<()>,
     close_now: Arc<Notify>,
     mut pings: Option<TimedPings>,
     close: CloseFrame,
     close_sent: Arc<AtomicBool>,
 ) {
+    let mut eof = Some(eof);
     loop {
         let sent = tokio::select! {
             biased;
             _ = close_now.notified() => break,
-            line = lines.recv() => match line {
-                Some(line) => writer.send(Message::text(line)).await,
-                None => break,
+            msg = input.recv(), if eof.is_some() => match msg {
+                Some(msg) => writer.send(msg).await,
+                None => {
+                    if let Some(eof) = eof.take() {
+                        let _ = eof.send(());
+                    }
+                    continue;
+                }
             },
             payload = next_ping(&mut pings) => writer.send(Message::Ping(payload)).await,
         };
@@ -466,7 +671,7 @@ async fn write_loop(
 /// stdin, line by line. Read on a thread of its own rather than with
 /// `tokio::io::stdin`, whose blocking read would hold up the runtime's
 /// shutdown (and the exit) until the next line when the server ends first.
-fn stdin_lines() -> mpsc::Receiver<String> {
+fn stdin_lines() -> mpsc::Receiver<Message> {
     let (tx, rx) = mpsc::channel(16);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
@@ -486,7 +691,7 @@ fn stdin_lines() -> mpsc::Receiver<String> {
             // A text message must be UTF-8; a stray byte should not end
             // the session.
             let text = String::from_utf8_lossy(text).into_owned();
-            if tx.blocking_send(text).is_err() {
+            if tx.blocking_send(Message::text(text)).is_err() {
                 return;
             }
         }
@@ -675,25 +880,57 @@ impl Report {
 
 /// `--binary`: stdin → binary messages, binary messages → stdout, until
 /// the closing handshake is over; the exit status as for lines.
-async fn stream_binary(ws: WebSocket<Transport>) -> Result<u8> {
+async fn stream_binary(ws: WebSocket<Transport>, at_eof: AtEof) -> Result<u8> {
+    use tokio::io::AsyncReadExt;
     let stream = ws.into_stream(MessageKind::Binary);
     let (mut from_ws, mut to_ws) = tokio::io::split(stream);
     let mut chunks = stdin_chunks();
     let mut shut_down = false;
+    // When bytes last arrived: the linger counts from there.
+    let last_received = std::cell::Cell::new(tokio::time::Instant::now());
     let upload = async {
         while let Some(chunk) = chunks.recv().await {
             if to_ws.write_all(&chunk).await.is_err() {
                 return std::future::pending().await;
             }
         }
-        // End of stdin: close (Normal), and keep receiving until the
+        // End of stdin: the answers may still be on their way (see
+        // `AtEof`); then close (Normal), and keep receiving until the
         // server answers.
+        if to_ws.flush().await.is_err() {
+            return std::future::pending().await;
+        }
+        last_received.set(tokio::time::Instant::now());
+        match at_eof {
+            AtEof::Linger(quiet_for) => loop {
+                let due = last_received.get() + quiet_for;
+                if tokio::time::Instant::now() >= due {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+            },
+            AtEof::Wait => std::future::pending().await,
+            AtEof::Close => {}
+        }
         shut_down = to_ws.shutdown().await.is_ok();
         std::future::pending::<()>().await
     };
     let mut stdout = tokio::io::stdout();
+    let download = async {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = from_ws.read(&mut buf).await?;
+            if n == 0 {
+                return std::io::Result::Ok(total);
+            }
+            last_received.set(tokio::time::Instant::now());
+            stdout.write_all(&buf[..n]).await?;
+            total += n as u64;
+        }
+    };
     let received = tokio::select! {
-        received = tokio::io::copy(&mut from_ws, &mut stdout) => received,
+        received = download => received,
         () = upload => unreachable!("the upload waits forever once done"),
     };
     stdout.flush().await?;
@@ -736,6 +973,16 @@ mod tests {
         assert!(close_frame("1006").is_err(), "1006 is never sent");
         assert!(close_frame("bogus").is_err());
         assert!(close_frame(&format!("1000:{}", "x".repeat(124))).is_err());
+    }
+
+    #[test]
+    fn linger_and_grace_take_zero_or_more_seconds() {
+        assert_eq!(seconds_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds_or_zero("0.3"), Ok(Duration::from_millis(300)));
+        assert_eq!(seconds_or_zero("2"), Ok(Duration::from_secs(2)));
+        assert!(seconds_or_zero("-1").is_err());
+        assert!(seconds_or_zero("soon").is_err());
+        assert!(seconds_or_zero("inf").is_err());
     }
 
     #[test]

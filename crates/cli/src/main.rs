@@ -10,6 +10,7 @@ mod bench;
 mod completions;
 mod demo;
 mod dial;
+mod exec;
 mod exit;
 mod logging;
 mod serve;
@@ -42,6 +43,7 @@ enum Command {
     /// print the transcript.
     Demo,
     /// Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001).
+    #[command(long_about = serve::LONG_ABOUT)]
     Serve(ServeArgs),
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives (or every event as JSON lines).

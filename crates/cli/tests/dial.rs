@@ -395,3 +395,171 @@ async fn help_documents_the_exit_statuses() {
         );
     }
 }
+
+/// The server's messages, in order, until the client's close.
+async fn texts_until_closed(
+    ws: &mut dialtone::WebSocket<dialtone::Transport>,
+) -> (Vec<String>, Option<CloseFrame>) {
+    let mut got = Vec::new();
+    while let Some(msg) = ws.recv().await {
+        if let Ok(Message::Text(t)) = msg {
+            got.push(t.to_string());
+        }
+    }
+    (got, ws.close_received().cloned())
+}
+
+/// A pause longer than the default linger (0.3 s), so that only waiting
+/// for the server gets what comes after it.
+const LONGER_THAN_THE_LINGER: std::time::Duration = std::time::Duration::from_millis(1200);
+
+#[tokio::test]
+async fn no_close_keeps_reading_after_the_end_of_stdin_until_the_server_closes() {
+    let (url, server) = one_connection(|mut ws| async move {
+        ws.send("first").await.unwrap();
+        tokio::time::sleep(LONGER_THAN_THE_LINGER).await;
+        // Fails if the client has closed meanwhile.
+        ws.send("second").await.unwrap();
+        ws.close(CloseCode::Normal, "done").await.unwrap()
+    })
+    .await;
+    let run = run(&["dial", "--no-close", &url], b"").await;
+    assert_eq!(run.stdout, "first\nsecond\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    assert!(run.stderr.contains("close normal (1000)"), "{}", run.stderr);
+    let answer = within("the server", server).await.unwrap();
+    assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
+}
+
+#[tokio::test]
+async fn count_waits_for_its_messages_after_the_end_of_stdin_however_slow() {
+    let (url, server) = one_connection(|mut ws| async move {
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            if let Some(Ok(Message::Text(t))) = ws.recv().await {
+                got.push(t.to_string());
+            }
+        }
+        tokio::time::sleep(LONGER_THAN_THE_LINGER).await;
+        for t in &got {
+            ws.send(format!("re: {t}")).await.unwrap();
+        }
+        until_closed(&mut ws).await
+    })
+    .await;
+    let run = run(&["dial", "-n", "2", &url], b"a\nb\n").await;
+    assert_eq!(run.stdout, "re: a\nre: b\n", "stderr: {}", run.stderr);
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    let seen = within("the server", server).await.unwrap();
+    assert_eq!(seen.map(|f| f.code), Some(CloseCode::Normal));
+}
+
+#[tokio::test]
+async fn exec_puts_the_command_on_the_connection_and_ends_it_gently() {
+    let (url, server) = one_connection(|mut ws| async move {
+        let mut answers = Vec::new();
+        for word in ["hello", "bye"] {
+            ws.send(word).await.unwrap();
+            loop {
+                match ws.recv().await {
+                    Some(Ok(Message::Text(t))) => {
+                        answers.push(t.to_string());
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the client went: {other:?}"),
+                }
+            }
+        }
+        let answer = ws.close(CloseCode::Normal, "done").await.unwrap();
+        (answers, answer)
+    })
+    .await;
+    // It prints "ended" on stderr once its stdin closes: it was not killed.
+    let cmd = r#"while read l; do echo "got $l"; done; echo ended >&2"#;
+    let run = run(&["dial", "--exec", cmd, &url], b"").await;
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    assert_eq!(run.stdout, "", "the command's output goes to the server");
+    assert!(run.stderr.contains("ended"), "stderr: {}", run.stderr);
+    assert!(!run.stderr.contains("SIGTERM"), "stderr: {}", run.stderr);
+    let (answers, close) = within("the server", server).await.unwrap();
+    assert_eq!(answers, ["got hello", "got bye"]);
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Normal));
+}
+
+#[tokio::test]
+async fn exec_closes_with_the_close_flag_when_the_commands_output_ends() {
+    let (url, server) =
+        one_connection(|mut ws| async move { texts_until_closed(&mut ws).await }).await;
+    let run = run(
+        &[
+            "dial",
+            "--exec",
+            "echo one; echo two",
+            "--close",
+            "4000:over",
+            &url,
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    let (got, close) = within("the server", server).await.unwrap();
+    assert_eq!(got, ["one", "two"]);
+    assert_eq!(
+        close,
+        Some(CloseFrame::new(CloseCode::Private(4000), "over"))
+    );
+}
+
+#[tokio::test]
+async fn help_shows_every_option_with_an_example() {
+    let run = run(&["dial", "--help"], b"").await;
+    assert_eq!(run.code(), 0);
+    for said in [
+        "--linger <SECS>",
+        "--no-close",
+        "--exec <CMD>",
+        "--exec-grace <SECS>",
+        "printf 'hello\\n' | dialtone dial ws://",
+        "dialtone dial --exec '",
+        "dialtone dial --linger 2",
+        "--no-close ws://",
+        "-n 2 ws://",
+    ] {
+        assert!(
+            run.stdout.contains(said),
+            "{said:?} missing from:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn binary_mode_waits_for_the_replies_at_the_end_of_stdin_too() {
+    let (url, server) = one_connection(|mut ws| async move {
+        let mut got = Vec::new();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if let Message::Binary(b) = msg {
+                got.extend_from_slice(&b);
+                if got.len() == 6 {
+                    break;
+                }
+            }
+        }
+        // Slower than the linger would allow without waiting at all.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ws.send(Message::binary(got)).await.unwrap();
+        until_closed(&mut ws).await
+    })
+    .await;
+    let run = run(
+        &["dial", "--binary", "--linger", "2", &url],
+        b"\x00\x01\x02abc",
+    )
+    .await;
+    assert_eq!(run.stdout, "\u{0}\u{1}\u{2}abc", "stderr: {}", run.stderr);
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    let seen = within("the server", server).await.unwrap();
+    assert_eq!(seen.map(|f| f.code), Some(CloseCode::Normal));
+}

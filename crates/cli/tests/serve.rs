@@ -17,6 +17,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// A running `dialtone -v serve 127.0.0.1:0 ARGS…`, killed when dropped.
 struct Server {
     child: Child,
+    /// serve's stdin, for the tests of plain `serve` (else /dev/null).
+    stdin: Option<std::process::ChildStdin>,
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
@@ -27,15 +29,25 @@ impl Server {
     }
 
     fn start_with(verbosity: &str, args: &[&str]) -> Server {
+        Self::spawn(verbosity, args, Stdio::null())
+    }
+
+    /// With a pipe to serve's stdin in `stdin`.
+    fn start_with_stdin(args: &[&str]) -> Server {
+        Self::spawn("-v", args, Stdio::piped())
+    }
+
+    fn spawn(verbosity: &str, args: &[&str], stdin: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
             .args([verbosity, "serve", "127.0.0.1:0"])
             .args(args)
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start dialtone serve");
+        let stdin = child.stdin.take();
         let stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -56,7 +68,12 @@ impl Server {
             .expect("the server says where it listens")
             .parse()
             .expect("an address");
-        Server { child, addr, log }
+        Server {
+            child,
+            stdin,
+            addr,
+            log,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -321,28 +338,130 @@ async fn exec_gives_the_command_the_peer_and_request_uri() {
     );
 }
 
-#[tokio::test]
-async fn exec_kills_the_command_when_the_client_goes() {
-    // The shell prints its pid, then becomes `sleep` under the same pid.
-    let server = Server::start(&["--exec", "echo $$; exec sleep 600"]);
-    let mut ws = dial(&server.url("/")).await;
-    let pid = match next_data(&mut ws).await {
-        Message::Text(t) => t.as_str().parse::<u32>().expect("a pid"),
-        other => panic!("expected the pid, got {other:?}"),
-    };
+/// Waits until `path` exists and returns what it holds.
+async fn wait_for_file(path: &std::path::Path) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the process `pid` is gone (killed and reaped: a zombie
+/// would keep its /proc entry).
+async fn wait_gone(pid: u32) {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    assert!(
-        proc_dir.exists(),
-        "the command runs while the client is there"
-    );
-    ws.close(CloseCode::Normal, "bye").await.expect("close");
-    server.wait_for_log(&["command killed"], 1).await;
-    // Killed and reaped: its /proc entry goes (a zombie would keep it).
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while proc_dir.exists() {
         assert!(tokio::time::Instant::now() < deadline, "{pid} still runs");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The pid a command printed as its first line.
+async fn pid_line(ws: &mut WebSocket<Transport>) -> u32 {
+    match next_data(ws).await {
+        Message::Text(t) => t.as_str().parse::<u32>().expect("a pid"),
+        other => panic!("expected the pid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn exec_closes_the_commands_stdin_and_lets_it_finish_when_the_client_closes() {
+    let dir = scratch("exec-finishes");
+    let marker = dir.join("marker");
+    // After its stdin closes, it prints (too late to be sent) and then
+    // writes its marker: it was not killed.
+    let cmd = format!("cat; echo late; echo done > {}", marker.display());
+    let server = Server::start(&["--exec", &cmd]);
+    let mut ws = dial(&server.url("/")).await;
+    ws.send("hello").await.expect("send");
+    assert_eq!(next_data(&mut ws).await, Message::text("hello"));
+    // Our close is answered at once, with our code: not after the command.
+    let answer = tokio::time::timeout(PATIENCE, ws.close(CloseCode::Normal, "bye"))
+        .await
+        .expect("the answer in time")
+        .expect("close");
+    assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
+    assert_eq!(wait_for_file(&marker).await.trim(), "done");
+    let log = server.wait_for_log(&["command exited by itself"], 1).await;
+    assert!(
+        !log.contains("SIGTERM") && !log.contains("SIGKILL"),
+        "{log}"
+    );
+    server
+        .wait_for_log(&["printed 1 line(s) after the client's close"], 1)
+        .await;
+}
+
+#[tokio::test]
+async fn exec_terminates_a_command_that_ignores_the_end_of_its_stdin_after_the_grace() {
+    let dir = scratch("exec-sigterm");
+    let marker = dir.join("marker");
+    // It never reads stdin; SIGTERM is what makes it write its marker.
+    let cmd = format!(
+        "trap 'echo term > {}; exit 0' TERM; echo $$; while :; do sleep 0.05; done",
+        marker.display()
+    );
+    let server = Server::start(&["--exec", &cmd, "--exec-grace", "0.3"]);
+    let mut ws = dial(&server.url("/")).await;
+    let pid = pid_line(&mut ws).await;
+    ws.close(CloseCode::Normal, "bye").await.expect("close");
+    assert_eq!(wait_for_file(&marker).await.trim(), "term");
+    server
+        .wait_for_log(
+            &["did not exit within the grace period: terminated (SIGTERM)"],
+            1,
+        )
+        .await;
+    wait_gone(pid).await;
+}
+
+#[tokio::test]
+async fn exec_kills_a_command_that_ignores_sigterm_too() {
+    let cmd = "trap '' TERM; echo $$; while :; do sleep 0.05; done";
+    let server = Server::start(&["--exec", cmd, "--exec-grace", "0.2"]);
+    let mut ws = dial(&server.url("/")).await;
+    let pid = pid_line(&mut ws).await;
+    assert!(
+        PathBuf::from(format!("/proc/{pid}")).exists(),
+        "the command runs while the client is there"
+    );
+    ws.close(CloseCode::Normal, "bye").await.expect("close");
+    server.wait_for_log(&["killed (SIGKILL)"], 1).await;
+    wait_gone(pid).await;
+}
+
+#[tokio::test]
+async fn plain_serve_sends_each_line_of_its_stdin_to_every_client() {
+    use std::io::Write as _;
+    let mut server = Server::start_with_stdin(&[]);
+    let mut a = dial(&server.url("/")).await;
+    let mut b = dial(&server.url("/")).await;
+    server.wait_for_log(&["open"], 2).await;
+    let stdin = server.stdin.as_mut().expect("a pipe to serve");
+    stdin.write_all(b"hello\nworld\r\n").expect("write");
+    stdin.flush().expect("flush");
+    for ws in [&mut a, &mut b] {
+        assert_eq!(next_data(ws).await, Message::text("hello"));
+        assert_eq!(next_data(ws).await, Message::text("world"));
+    }
+    // The end of serve's stdin ends no connection.
+    drop(server.stdin.take());
+    b.ping(&b"p"[..]).await.expect("ping");
+    let pong = tokio::time::timeout(PATIENCE, b.recv())
+        .await
+        .expect("the pong in time");
+    assert!(matches!(pong, Some(Ok(Message::Pong(_)))), "{pong:?}");
 }
 
 #[tokio::test]

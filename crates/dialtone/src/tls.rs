@@ -221,7 +221,7 @@ impl ClientTls {
         tokio_rustls::TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
-            .map_err(|e| tls_error(&name, e))
+            .map_err(|e| tls_error(&name, e, Checked::Server))
     }
 
     /// [`ClientTls::connect`] over a blocking TCP stream, before the
@@ -243,7 +243,7 @@ impl ClientTls {
                 return Err(if is_timeout(&e) {
                     deadline.error()
                 } else {
-                    tls_error(&name, e)
+                    tls_error(&name, e, Checked::Server)
                 });
             }
         }
@@ -251,24 +251,117 @@ impl ClientTls {
     }
 }
 
+/// Whose certificate a TLS handshake checks: the server's when we dial,
+/// a client's when a listener asks for one. The advice differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// We dialed; the server's certificate was checked.
+    Server,
+    /// We accepted; the client's certificate was checked.
+    Client,
+}
+
 /// An I/O error from a TLS handshake as [`Error::Tls`], keeping the rustls
-/// error (certificate expired, name mismatch, unknown issuer, alert, …).
-pub(crate) fn tls_error(host: &str, e: std::io::Error) -> Error {
+/// error (certificate expired, name mismatch, unknown issuer, alert, …) in
+/// `source`, and in `reason` what rustls said followed by the cause in
+/// words and the fix, when we know them ([`advice`]).
+pub(crate) fn tls_error(host: &str, e: std::io::Error, checked: Checked) -> Error {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls_error) => Error::Tls {
-            host: host.to_owned(),
-            reason: rustls_error.to_string(),
-            source: Some(rustls_error.clone()),
-        },
+        Some(rustls_error) => {
+            let mut reason = rustls_error.to_string();
+            if let Some(words) = advice(rustls_error, host, checked) {
+                reason = format!("{reason}: {words}");
+            }
+            Error::Tls {
+                host: host.to_owned(),
+                reason,
+                source: Some(rustls_error.clone()),
+            }
+        }
         None => Error::Tls {
             host: host.to_owned(),
             reason: format!("connection lost during the TLS handshake: {e}"),
             source: None,
         },
     }
+}
+
+/// What a certificate error means and how to fix it, for the errors people
+/// meet when they set up TLS (rustls's own text names the check, not the
+/// cause). `host` is the name dialed.
+pub(crate) fn advice(e: &rustls::Error, host: &str, checked: Checked) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(e) = e else {
+        return None;
+    };
+    let (whose, trusting, trust) = match checked {
+        Checked::Server => (
+            "the server's",
+            "this client",
+            "trust that CA (`dialtone dial --cacert ca.pem`, `Dialer::add_ca_file`)",
+        ),
+        Checked::Client => (
+            "the client's",
+            "this listener",
+            "give the listener that CA (`ServerTls::require_client_cert_pem`)",
+        ),
+    };
+    let words = match e {
+        // webpki's error is not exported by rustls; its text is its name.
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => format!(
+            "this certificate is a CA certificate (basicConstraints CA:TRUE, what a plain \
+             `openssl req -x509` makes) used as {whose} own certificate, which TLS does not \
+             allow; serve a leaf certificate signed by it instead (basicConstraints CA:FALSE, \
+             subjectAltName with the host name), and {trust}; for local work \
+             `dialtone serve --tls-self-signed` makes such a pair and prints the line to dial it"
+        ),
+        C::UnknownIssuer => format!(
+            "{whose} certificate was not issued by a CA {trusting} trusts; if it is your own \
+             or a private CA, {trust}; if it is a public one, the peer must send its \
+             intermediate certificates too (the chain file: leaf first, then intermediates)"
+        ),
+        C::NotValidForName => format!(
+            "{whose} certificate is not valid for the name {host:?}: its subjectAltName does \
+             not list it; dial a name it lists, or make a certificate for {host:?}"
+        ),
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let listed = if presented.is_empty() {
+                "no names at all".to_owned()
+            } else {
+                presented.join(", ")
+            };
+            format!(
+                "{whose} certificate is not valid for {:?}: it is for {listed}; dial one of \
+                 those names, or make a certificate whose subjectAltName has {:?}",
+                expected.to_str(),
+                expected.to_str()
+            )
+        }
+        C::Expired | C::ExpiredContext { .. } => format!(
+            "{whose} certificate has expired; renew it (or, if it should still be valid, \
+             check this machine's clock)"
+        ),
+        C::NotValidYet | C::NotValidYetContext { .. } => format!(
+            "{whose} certificate is not valid yet; check this machine's clock (and that of \
+             the machine that made it)"
+        ),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => format!(
+            "{whose} certificate is not made for this use: its extendedKeyUsage must include \
+             {}",
+            match checked {
+                Checked::Server => "serverAuth",
+                Checked::Client => "clientAuth",
+            }
+        ),
+        _ => return None,
+    };
+    Some(words)
 }
 
 /// Accepts any server certificate, still checking that the server holds its
@@ -431,6 +524,6 @@ impl ServerTls {
         tokio_rustls::TlsAcceptor::from(self.config.clone())
             .accept(tcp)
             .await
-            .map_err(|e| tls_error(&peer.to_string(), e))
+            .map_err(|e| tls_error(&peer.to_string(), e, Checked::Client))
     }
 }

@@ -2,8 +2,8 @@
 //! stdout wired to the WebSocket, like websocketd.
 //!
 //! - Each line CMD prints is a text message (a binary one if it is not
-//!   UTF-8), without its line ending; a line longer than [`MAX_LINE`] goes
-//!   out in pieces of that size.
+//!   UTF-8), without its line ending; a line longer than
+//!   [`MAX_LINE`](crate::exec::MAX_LINE) goes out in pieces of that size.
 //! - Each text or binary message received is written to CMD's stdin
 //!   followed by a newline. Writing waits for CMD to read, so a CMD that
 //!   does not read slows the client down (TCP backpressure) rather than
@@ -12,51 +12,47 @@
 //!   after the exit, in case a child of it keeps stdout open), then the
 //!   connection is closed: 1000 if CMD succeeded, 1011 with its exit status
 //!   if not.
-//! - When the client goes, CMD is killed.
+//! - When the client closes, its close is answered at once (RFC 6455 §7.1:
+//!   an endpoint answers a close as soon as it can), CMD's stdin is closed
+//!   and CMD gets `--exec-grace` to exit by itself before SIGTERM, then
+//!   SIGKILL ([`crate::exec::stop`]). What it prints after the client's
+//!   close cannot be sent any more: it is read and dropped, and the log
+//!   says how many lines were.
 //!
 //! CMD sees `REMOTE_ADDR`, `REMOTE_PORT` and `REQUEST_URI` in its
 //! environment; its stderr is the server's.
 
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use dialtone::{CloseCode, CloseFrame, Message, Transport, WebSocket, WsReader};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{log_closed, summary, Opened};
-
-/// The longest line sent as one message.
-const MAX_LINE: u64 = 1 << 20;
+use crate::exec::{self, stdout_to_lines, write_line};
 
 /// How long output is still forwarded after CMD exits.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -> Result<()> {
+pub(crate) async fn serve(
+    ws: WebSocket<Transport>,
+    opened: Opened,
+    cmd: &str,
+    grace: Duration,
+) -> Result<()> {
     let peer = opened.peer;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .env("REMOTE_ADDR", peer.ip().to_string())
-        .env("REMOTE_PORT", peer.port().to_string())
-        .env("REQUEST_URI", opened.request.uri().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // A backstop: every path below kills and reaps it already.
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let env = [
+        ("REMOTE_ADDR", peer.ip().to_string()),
+        ("REMOTE_PORT", peer.port().to_string()),
+        ("REQUEST_URI", opened.request.uri().to_string()),
+    ];
+    let (mut child, stdin, stdout) = exec::spawn(cmd, &env)?;
     let pid = child.id();
     opened.log();
     info!(%peer, ?pid, cmd, "command started");
-    let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
-        (Some(stdin), Some(stdout)) => (stdin, stdout),
-        _ => anyhow::bail!("{cmd:?}: no pipes to the command"),
-    };
     let (reader, mut writer) = ws.split();
     let mut to_stdin = tokio::spawn(messages_to_stdin(reader, stdin, peer));
     // A few lines of slack between the pipe and the socket; the pipe and the
@@ -68,8 +64,8 @@ pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -
     // The reader, once `to_stdin` has returned it (a finished task's handle
     // cannot be awaited again).
     let mut reader: Option<WsReader<Transport>> = None;
-    let grace = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(grace);
+    let drain = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(drain);
     let client_gone = loop {
         tokio::select! {
             line = lines.recv() => match line {
@@ -84,9 +80,9 @@ pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -
             },
             status = child.wait(), if exited.is_none() => {
                 exited = Some(status);
-                grace.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
             }
-            () = &mut grace, if exited.is_some() => break false,
+            () = &mut drain, if exited.is_some() => break false,
             done = &mut to_stdin => {
                 reader = Some(done?);
                 break true;
@@ -94,14 +90,27 @@ pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -
         }
     };
     if client_gone {
-        let _ = child.start_kill();
-        let status = child.wait().await;
-        info!(%peer, ?status, "client gone, command killed");
+        // The reader has returned (or is about to): CMD's stdin is closed
+        // with it. Its close was answered already.
         let reader = match reader {
             Some(reader) => reader,
             None => to_stdin.await?,
         };
         log_closed(peer, reader.close_received().as_ref());
+        let (status, ended, dropped) = match exited {
+            Some(status) => (status, exec::Ended::ByItself, 0),
+            None => stop_dropping_output(&mut child, grace, &mut lines).await,
+        };
+        let dropped = dropped + drop_rest(&mut lines).await;
+        info!(%peer, ?status, "client gone, command {ended}");
+        if dropped > 0 {
+            warn!(
+                %peer,
+                dropped,
+                "the command printed {dropped} line(s) after the client's close; \
+                 they could not be sent (the close was answered at once, RFC 6455 §7.1)"
+            );
+        }
         return Ok(());
     }
     // stdout is done: the command ends the connection once it exits.
@@ -111,8 +120,9 @@ pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -
             status = child.wait() => status,
             done = &mut to_stdin => {
                 reader = Some(done?);
-                let _ = child.start_kill();
-                child.wait().await
+                let (status, ended) = exec::stop(&mut child, grace).await;
+                info!(%peer, ?status, "client gone, command {ended}");
+                status
             }
         },
     };
@@ -132,9 +142,39 @@ pub(crate) async fn serve(ws: WebSocket<Transport>, opened: Opened, cmd: &str) -
     Ok(())
 }
 
+/// Stops CMD ([`exec::stop`]) while reading and counting what it still
+/// prints, so that a full pipe cannot keep it from exiting.
+async fn stop_dropping_output(
+    child: &mut Child,
+    grace: Duration,
+    lines: &mut mpsc::Receiver<Message>,
+) -> (std::io::Result<ExitStatus>, exec::Ended, usize) {
+    let mut dropped = 0;
+    let stopping = exec::stop(child, grace);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            (status, ended) = &mut stopping => return (status, ended, dropped),
+            Some(_) = lines.recv() => dropped += 1,
+        }
+    }
+}
+
+/// Counts what CMD printed and was not sent, up to the end of its stdout
+/// (for at most [`DRAIN_GRACE`], in case a child of it keeps stdout open).
+async fn drop_rest(lines: &mut mpsc::Receiver<Message>) -> usize {
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    let mut dropped = 0;
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, lines.recv()).await {
+        dropped += 1;
+    }
+    dropped
+}
+
 /// Writes each message received to `stdin` as a line, until the client
-/// goes; returns the reader to ask how it closed. Once the command stops
-/// reading (its stdin is closed), further messages are dropped.
+/// goes; returns the reader to ask how it closed, and closes `stdin` (by
+/// dropping it). Once the command stops reading (its stdin is closed),
+/// further messages are dropped.
 async fn messages_to_stdin(
     mut reader: WsReader<Transport>,
     stdin: ChildStdin,
@@ -154,46 +194,11 @@ async fn messages_to_stdin(
             continue;
         }
         if let Some(pipe) = &mut stdin {
-            let written = async {
-                pipe.write_all(msg.as_payload()).await?;
-                pipe.write_all(b"\n").await?;
-                pipe.flush().await
-            };
-            if let Err(e) = written.await {
+            if let Err(e) = write_line(pipe, &msg).await {
                 debug!(%peer, "command's stdin closed: {e}");
                 stdin = None;
             }
         }
     }
     reader
-}
-
-/// Reads lines from the command's stdout into messages, until it ends or
-/// the receiver is gone.
-async fn stdout_to_lines(stdout: ChildStdout, lines: mpsc::Sender<Message>) {
-    let mut stdout = BufReader::new(stdout);
-    loop {
-        let mut line = Vec::new();
-        match (&mut stdout)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let msg = match String::from_utf8(line) {
-            Ok(text) => Message::text(text),
-            Err(e) => Message::binary(e.into_bytes()),
-        };
-        if lines.send(msg).await.is_err() {
-            return;
-        }
-    }
 }

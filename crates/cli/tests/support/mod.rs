@@ -148,3 +148,104 @@ pub async fn serve_echo() -> (Child, String) {
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     (child, url)
 }
+
+/// Where the provisioned test programs live: `DIALTONE_TEST_ENV` if set,
+/// else `test-env` in the target dir (`CARGO_TARGET_DIR` if set, else the
+/// target dir this test binary was built in). `cargo xtask test` fills it.
+pub fn test_env() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("DIALTONE_TEST_ENV") {
+        return PathBuf::from(dir);
+    }
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        // `<target>/tmp`, set by cargo for integration tests.
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(".."),
+    };
+    target.join("test-env")
+}
+
+/// A program the test needs from the test env; missing, the test fails
+/// and says how to get it.
+pub fn provisioned(relative: &str, what: &str) -> std::path::PathBuf {
+    let path = test_env().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: this test needs {what}. `cargo xtask test` provisions it \
+         (or by hand: see the test's module docs)",
+        path.display()
+    );
+    path
+}
+
+/// The directory of this crate's test scripts.
+pub fn script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers")
+        .join(name)
+}
+
+/// A peer server started from a script: it prints its port on stdout and
+/// exits when its stdin closes (and is killed when dropped).
+pub struct ScriptServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl ScriptServer {
+    pub async fn start(mut command: Command, what: &str) -> ScriptServer {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = within(&format!("{what} to print its port"), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what} exited without printing its port"));
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what} printed {line:?}, not a port"));
+        ScriptServer { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Starts `dialtone serve 127.0.0.1:0 ARGS` and returns it and the URL it
+/// says it listens on; the rest of its stderr goes to ours.
+pub async fn serve(args: &[&str]) -> (Child, String) {
+    let mut all = vec!["serve", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = dialtone(&all);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = within("serve to print its address", async {
+        loop {
+            let line = stderr.next_line().await.unwrap().expect("serve exited");
+            if let Some(at) = line.find("ws://") {
+                let url: String = line[at..].split_whitespace().next().unwrap().into();
+                break url;
+            }
+        }
+    })
+    .await;
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            eprintln!("serve: {line}");
+        }
+    });
+    (child, url)
+}
