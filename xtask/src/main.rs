@@ -119,12 +119,11 @@ fn provision(root: &Path) -> PathBuf {
             packages.push(package);
         }
     }
-    if !venv_ready {
-        if !runs("python3", &["--version"]) {
-            packages.extend(["python3", "python3-venv"]);
-        } else if !runs("python3", &["-c", "import ensurepip, venv"]) {
-            packages.push("python3-venv");
-        }
+    // Checked even when our venv is there: the conformance run makes its own.
+    if !runs("python3", &["--version"]) {
+        packages.extend(["python3", "python3-venv"]);
+    } else if !runs("python3", &["-c", "import ensurepip, venv"]) {
+        packages.push("python3-venv");
     }
     if !runs("node", &["--version"]) || !runs("npm", &["--version"]) {
         packages.extend(["nodejs", "npm"]);
@@ -372,7 +371,7 @@ fn run_tests(root: &Path, test_env: &Path, args: &[OsString]) -> ExitCode {
     if !has(&["-p", "--package", "--workspace", "--manifest-path"]) {
         cmd.arg("--workspace");
     }
-    if !has(&["-j", "--jobs"]) && !ours.iter().any(|a| a.starts_with("-j")) {
+    if !has(&["--jobs"]) && !ours.iter().any(|a| a.starts_with("-j")) {
         cmd.arg("-j2");
     }
     cmd.args(args).env("DIALTONE_TEST_ENV", test_env);
