@@ -87,11 +87,7 @@ async fn backend() -> (String, mpsc::UnboundedReceiver<Seen>) {
                         Message::Close(frame) => {
                             let _ = tx.send(Seen::Close(frame));
                         }
-                        msg if msg.is_data() => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
+                        msg if msg.is_data() && ws.send(msg).await.is_err() => return,
                         _ => {}
                     }
                 }
