@@ -79,16 +79,13 @@ async fn backend() -> (String, mpsc::UnboundedReceiver<Seen>) {
                     forwarded_proto: header("x-forwarded-proto"),
                 });
                 while let Some(Ok(msg)) = ws.recv().await {
-                    match msg {
-                        Message::Text(t) if t == "close me" => {
-                            let _ = ws.close(CloseCode::from_u16(4002), "server bye").await;
-                            return;
-                        }
-                        Message::Close(frame) => {
-                            let _ = tx.send(Seen::Close(frame));
-                        }
-                        msg if msg.is_data() && ws.send(msg).await.is_err() => return,
-                        _ => {}
+                    if let Message::Close(frame) = msg {
+                        let _ = tx.send(Seen::Close(frame));
+                    } else if msg == Message::text("close me") {
+                        let _ = ws.close(CloseCode::from_u16(4002), "server bye").await;
+                        return;
+                    } else if msg.is_data() && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });
