@@ -350,10 +350,31 @@ fn install_node_packages(source: &Path, dir: &Path) {
     }
 }
 
-/// `cargo test --workspace -j2 ARGS`, with the test env handed over; the
-/// workspace and job flags are left out when ARGS choose their own.
+/// `cargo test --workspace -j2 ARGS`, with the test env handed over.
 fn run_tests(root: &Path, test_env: &Path, args: &[OsString]) -> ExitCode {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let args = test_args(args);
+    say(&format!(
+        "DIALTONE_TEST_ENV={} cargo {}",
+        test_env.display(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    exit_with(
+        Command::new(cargo)
+            .args(&args)
+            .current_dir(root)
+            .env("DIALTONE_TEST_ENV", test_env)
+            .status(),
+    )
+}
+
+/// `test --workspace -j2 ARGS`, leaving out `--workspace` when ARGS choose
+/// packages and `-j2` when they choose a number of jobs (flags after `--`
+/// are the test binaries' and do not count).
+fn test_args(args: &[OsString]) -> Vec<OsString> {
     let ours: Vec<&str> = args
         .iter()
         .take_while(|a| *a != "--")
@@ -361,30 +382,20 @@ fn run_tests(root: &Path, test_env: &Path, args: &[OsString]) -> ExitCode {
         .collect();
     let has = |flags: &[&str]| {
         ours.iter().any(|a| {
-            flags
-                .iter()
-                .any(|f| a == f || a.starts_with(&format!("{f}=")))
+            flags.iter().any(|f| {
+                a == f || a.starts_with(&format!("{f}=")) || (f.len() == 2 && a.starts_with(f))
+            })
         })
     };
-    let mut cmd = Command::new(cargo);
-    cmd.arg("test").current_dir(root);
+    let mut out: Vec<OsString> = vec!["test".into()];
     if !has(&["-p", "--package", "--workspace", "--manifest-path"]) {
-        cmd.arg("--workspace");
+        out.push("--workspace".into());
     }
-    if !has(&["--jobs"]) && !ours.iter().any(|a| a.starts_with("-j")) {
-        cmd.arg("-j2");
+    if !has(&["-j", "--jobs"]) {
+        out.push("-j2".into());
     }
-    cmd.args(args).env("DIALTONE_TEST_ENV", test_env);
-    say(&format!(
-        "DIALTONE_TEST_ENV={} cargo test {}",
-        test_env.display(),
-        cmd.get_args()
-            .skip(1)
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    ));
-    exit_with(cmd.status())
+    out.extend(args.iter().cloned());
+    out
 }
 
 /// Chromium and Node for the browser test, then the test itself.
@@ -413,5 +424,47 @@ fn exit_with(status: std::io::Result<std::process::ExitStatus>) -> ExitCode {
             say(&format!("cannot run it: {e}"));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_args;
+
+    fn args(line: &str) -> Vec<String> {
+        let given: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+        test_args(&given)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn runs_the_whole_workspace_with_two_jobs_by_default() {
+        assert_eq!(args(""), ["test", "--workspace", "-j2"]);
+    }
+
+    #[test]
+    fn chosen_packages_replace_the_workspace() {
+        assert_eq!(
+            args("-p dialtone --test proxy"),
+            ["test", "-j2", "-p", "dialtone", "--test", "proxy"]
+        );
+        assert_eq!(args("--package=dialtone")[1], "-j2");
+        assert_eq!(args("-pdialtone")[1], "-j2");
+    }
+
+    #[test]
+    fn chosen_jobs_replace_two_jobs() {
+        assert_eq!(args("-j4"), ["test", "--workspace", "-j4"]);
+        assert_eq!(args("--jobs 1"), ["test", "--workspace", "--jobs", "1"]);
+    }
+
+    #[test]
+    fn flags_for_the_test_binaries_do_not_count() {
+        assert_eq!(
+            args("-- -p --nocapture"),
+            ["test", "--workspace", "-j2", "--", "-p", "--nocapture"]
+        );
     }
 }
