@@ -54,11 +54,11 @@ fn main() -> ExitCode {
     let root = workspace_root();
     match command.as_ref().and_then(|c| c.to_str()) {
         Some("test") => {
-            let test_env = provision(&root);
+            let test_env = timed_provision(&root);
             run_tests(&root, &test_env, &rest)
         }
         Some("provision") => {
-            provision(&root);
+            timed_provision(&root);
             ExitCode::SUCCESS
         }
         Some("browser") => browser(&root),
@@ -104,6 +104,17 @@ fn test_env_dir(root: &Path) -> PathBuf {
 
 fn say(line: &str) {
     eprintln!("xtask: {line}");
+}
+
+/// [`provision`], saying how long it took when it had something to do.
+fn timed_provision(root: &Path) -> PathBuf {
+    let start = std::time::Instant::now();
+    let test_env = provision(root);
+    let took = start.elapsed();
+    if took.as_secs() >= 2 {
+        say(&format!("set-up took {} s", took.as_secs()));
+    }
+    test_env
 }
 
 /// Makes everything the tests need present; returns the test-env dir.
