@@ -2,8 +2,9 @@
 //! nginx and HAProxy run with exactly `docs/deploy/nginx.conf` and
 //! `docs/deploy/haproxy.cfg` (only their two addresses replaced by free
 //! ports on 127.0.0.1) in front of a dialtone listener, and a dialer talks
-//! to the listener through each: text, 1 MiB of binary, the headers the
-//! config promises, and close codes from either side seen at the other end.
+//! to the listener through each: permessage-deflate agreed end to end, text,
+//! 1 MiB of binary, the headers the config promises, and close codes from
+//! either side seen at the other end.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use dialtone::{CloseCode, CloseFrame, Dialer, Listener, Message};
+use dialtone::{Acceptor, CloseCode, CloseFrame, Config, Deflate, Dialer, Listener, Message};
 use support::{free_port, require, start_nginx, ChildGuard, TempDir};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -55,7 +56,10 @@ fn deploy_file(name: &str, replacements: &[(&str, &str)]) -> String {
 /// A dialtone listener that echoes data, answers "close me" with a 4002
 /// close, and reports each handshake and each close it receives.
 async fn backend() -> (String, mpsc::UnboundedReceiver<Seen>) {
-    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let listener = Listener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .with_acceptor(Acceptor::new().config(Config::default().deflate(Deflate::default())));
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -120,9 +124,17 @@ async fn next_data(ws: &mut dialtone::WebSocket<dialtone::Transport>) -> Message
 /// Everything the deployment doc promises, through the proxy on `port`.
 async fn check_through_proxy(port: u16, seen: &mut mpsc::UnboundedReceiver<Seen>) {
     let url = format!("ws://127.0.0.1:{port}/chat");
-    let dialer = Dialer::new().no_proxy().timeout(Duration::from_secs(10));
+    let dialer = Dialer::new()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .config(Config::default().deflate(Deflate::default()));
     let (mut ws, response) = dialer.dial(&url).await.expect("dial through the proxy");
     assert_eq!(response.head.status, 101);
+    // Sec-WebSocket-Extensions passes through: compression is end to end.
+    assert!(
+        response.deflate.is_some(),
+        "permessage-deflate not agreed through the proxy"
+    );
 
     match seen.recv().await {
         Some(Seen::Request {
