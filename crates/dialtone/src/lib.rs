@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! # dialtone
 //!
 //! A WebSocket dialer (client) and listener (server) for tokio and for plain

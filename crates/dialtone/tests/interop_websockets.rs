@@ -2,25 +2,26 @@
 //! permessage-deflate negotiated, as the server for our dialer and as the
 //! client of our listener.
 //!
-//! Needs `python3` (with `venv`); the first run makes a venv under the
-//! target dir and installs `websockets` into it from PyPI, later runs reuse
-//! it. `PYTHON` overrides the interpreter the venv is made from.
+//! Needs the shared test venv (`$DIALTONE_TEST_ENV/venv`, by default
+//! `target/test-env/venv`) with `websockets` 17.4: `cargo xtask test` makes
+//! it. Without it the tests fail and say so; they do not skip.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dialtone::{Acceptor, CloseCode, Config, Deflate, Dialer, Listener, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::timeout;
 
-/// The `websockets` release the tests are pinned to.
+/// The `websockets` release the tests are pinned to (as in
+/// xtask/python/requirements.txt, which `cargo xtask test` installs).
 const WEBSOCKETS_VERSION: &str = "17.4";
-/// Each test's whole run, past the one-time venv setup.
+/// Each test's whole run.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Making the venv and installing into it, once.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 /// The largest message is 4 MiB.
 const SIZES: [usize; 4] = [0, 1, 64 << 10, 4 << 20];
 
@@ -94,37 +95,6 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs `cmd` to completion within `deadline`, panicking with its output if
-/// it fails or overruns.
-fn run_checked(cmd: &mut Command, what: &str, deadline: Instant) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{what}: timed out");
-            }
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-}
-
 /// Whether `venv`'s python imports the pinned `websockets`.
 fn venv_ok(venv: &Path) -> bool {
     let check = format!(
@@ -140,76 +110,22 @@ fn venv_ok(venv: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The python of a venv with the pinned `websockets`, made on first use and
-/// kept under the target dir. Within this process the tests share one
-/// setup; between processes the venv is built under a private name and moved
-/// into place, so two runs at once never see a half-made one.
+/// The python of the shared test venv (`cargo xtask test` makes it, with
+/// the `websockets` of xtask/python/requirements.txt); a missing or stale
+/// venv fails the test, saying how to make it.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let venv = base.join(format!("interop-websockets-{WEBSOCKETS_VERSION}-venv"));
-        if !venv_ok(&venv) {
-            make_venv(base, &venv);
-        }
+        let venv = support::test_env().join("venv");
+        assert!(
+            venv_ok(&venv),
+            "no Python venv with websockets=={WEBSOCKETS_VERSION} at {}: \
+             run `cargo xtask test` (it makes the venv, then runs the tests), \
+             or `cargo xtask provision` before `cargo test`",
+            venv.display()
+        );
         venv.join("bin/python")
     })
-}
-
-fn make_venv(base: &Path, venv: &Path) {
-    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    match Command::new(&system_python)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "interop tests need `{system_python}` (python3 with venv and pip; \
-             on Debian: apt-get install python3 python3-venv): not found on PATH"
-        ),
-        Err(e) => panic!("cannot run `{system_python}`: {e}"),
-    }
-    let deadline = Instant::now() + SETUP_TIMEOUT;
-    std::fs::create_dir_all(base).unwrap();
-    let tmp = base.join(format!(
-        "interop-websockets-{WEBSOCKETS_VERSION}-venv.tmp-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    run_checked(
-        Command::new(&system_python).args(["-m", "venv"]).arg(&tmp),
-        &format!("{system_python} -m venv (on Debian: apt-get install python3-venv)"),
-        deadline,
-    );
-    run_checked(
-        Command::new(tmp.join("bin/python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--timeout",
-            "60",
-            &format!("websockets=={WEBSOCKETS_VERSION}"),
-        ]),
-        &format!("pip install websockets=={WEBSOCKETS_VERSION}"),
-        deadline,
-    );
-    // A stale venv (another version, a moved interpreter) goes; a good one
-    // that another process just moved into place stays, and ours goes.
-    if venv.exists() && !venv_ok(venv) {
-        let _ = std::fs::remove_dir_all(venv);
-    }
-    if std::fs::rename(&tmp, venv).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    assert!(
-        venv_ok(venv),
-        "the venv at {} does not import websockets {WEBSOCKETS_VERSION}",
-        venv.display()
-    );
 }
 
 /// Runs an async test body on its own runtime, within [`TEST_TIMEOUT`].

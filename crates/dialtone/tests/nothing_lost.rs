@@ -175,7 +175,7 @@ async fn a_going_away_close_loses_nothing_that_send_accepted() {
                 Err(Error::Closed) => return accepted,
                 Err(e) => panic!("unexpected error after {accepted}: {e}"),
             }
-            if accepted % 64 == 0 {
+            if accepted.is_multiple_of(64) {
                 tokio::task::yield_now().await;
             }
         }

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! # dialtone-proto
 //!
 //! The sans-I/O core of dialtone: every rule of RFC 6455 in one place, with

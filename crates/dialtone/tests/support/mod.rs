@@ -63,10 +63,20 @@ pub fn require(program: &str, debian_package: &str) -> PathBuf {
         }
     }
     panic!(
-        "`{program}` not found: install the Debian package `{debian_package}` \
-         (apt-get install -y --no-install-recommends {debian_package}, or run \
-         `cargo xtask test`, which installs it); this test needs the real server"
+        "`{program}` not found: this test needs the real server from the Debian package \
+         `{debian_package}`; `cargo xtask test` installs it (or: apt-get install -y \
+         --no-install-recommends {debian_package})"
     );
+}
+
+/// The directory `cargo xtask test` provisions (a Python venv in `venv/`,
+/// Node packages in `node/node_modules/`): `$DIALTONE_TEST_ENV`, which the
+/// xtask sets, or `target/test-env` in the workspace.
+pub fn test_env() -> PathBuf {
+    match std::env::var_os("DIALTONE_TEST_ENV").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-env"),
+    }
 }
 
 /// A child process killed (and reaped) on drop; its log file is printed if
