@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::{self as hs, ClientHandshake, Reject, ResponseHead};
 use dialtone_proto::http::{HeaderMap, Request, StatusCode};
-use dialtone_proto::{Config, Connection, Role};
+use dialtone_proto::{Config, Connection, OriginPolicy, Role};
 
 use crate::error::{Error, Result};
 
@@ -72,6 +72,8 @@ pub struct Acceptor {
     pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) callback: Option<Arc<RequestCallback>>,
+    /// Which pages may open WebSockets here (`Origin`).
+    pub(crate) origin: OriginPolicy,
     /// Handshakes in progress at once, shared by clones of this acceptor.
     pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
 }
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Acceptor {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("close_timeout", &self.close_timeout)
             .field("callback", &self.callback.is_some())
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -98,6 +101,7 @@ impl Default for Acceptor {
             keepalive: None,
             idle_timeout: None,
             callback: None,
+            origin: OriginPolicy::default(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             )),
@@ -182,6 +186,18 @@ impl Acceptor {
         self
     }
 
+    /// Which web pages may open a WebSocket here, by their `Origin`
+    /// header. The default, [`OriginPolicy::same_host`], accepts clients
+    /// that send no `Origin` (those that are not browsers) and pages served
+    /// from the host and port the request was sent to, and refuses every
+    /// other page with `403`: without it, any site open in a user's browser
+    /// could drive this server as that user (cross-site WebSocket
+    /// hijacking). See [`dialtone_proto::origin`].
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
     /// After reading into `buf`: `Ok(None)` until the request head is
     /// complete; then the bytes to answer with and, if accepted, the
     /// connection. A refusal's answer must be written before the error is
@@ -191,6 +207,7 @@ impl Acceptor {
             return Ok(None);
         };
         let offer = hs::check_request(&request)?;
+        self.origin.check(&request)?;
         let protocol = match &self.callback {
             Some(callback) => {
                 let chosen = callback(&request, &offer.protocols)?;

@@ -54,4 +54,6 @@ pub use transport::Transport;
 pub use dialtone_proto as proto;
 pub use dialtone_proto::handshake::Reject;
 pub use dialtone_proto::http;
-pub use dialtone_proto::{CloseCode, CloseFrame, Config, Deflate, MessageKind, Utf8Bytes};
+pub use dialtone_proto::{
+    CloseCode, CloseFrame, Config, Deflate, MessageKind, Origin, OriginPolicy, Utf8Bytes,
+};
