@@ -72,6 +72,9 @@ pub struct Acceptor {
     pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) callback: Option<Arc<RequestCallback>>,
+    /// How long a write of a plain HTTP response or a refusal may make no
+    /// progress.
+    pub(crate) write_timeout: Duration,
     /// Which pages may open WebSockets here (`Origin`).
     pub(crate) origin: OriginPolicy,
     /// Handshakes in progress at once, shared by clones of this acceptor.
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Acceptor {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("close_timeout", &self.close_timeout)
             .field("callback", &self.callback.is_some())
+            .field("write_timeout", &self.write_timeout)
             .field("origin", &self.origin)
             .finish()
     }
@@ -101,6 +105,7 @@ impl Default for Acceptor {
             keepalive: None,
             idle_timeout: None,
             callback: None,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             origin: OriginPolicy::default(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
@@ -125,6 +130,9 @@ impl Acceptor {
 
     /// How long a client has to send its whole handshake by default.
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default [`Acceptor::write_timeout`].
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// An acceptor with default limits and no subprotocols.
     pub fn new() -> Self {
@@ -183,6 +191,15 @@ impl Acceptor {
             + 'static,
     {
         self.callback = Some(Arc::new(callback));
+        self
+    }
+
+    /// How long writing a plain HTTP response ([`crate::HttpRequest`]) or a
+    /// refusal may go without the client taking any of it before the
+    /// connection is dropped (default [`Acceptor::DEFAULT_WRITE_TIMEOUT`]):
+    /// a client that never reads cannot hold a response open.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 

@@ -31,6 +31,7 @@ pub mod cookies;
 pub mod dialer;
 pub mod error;
 pub mod handshake;
+pub mod limits;
 pub mod listener;
 pub mod message;
 pub mod proxy;
