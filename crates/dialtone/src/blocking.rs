@@ -7,7 +7,7 @@
 //! logic is the async dialer's (`dial_plan`, the handshake steps, the proxy
 //! negotiations): this face only moves bytes.
 //! Every wait (a read, a write to a peer that stopped reading) is bounded
-//! by the core's next deadline ([`Timeouts`](dialtone_proto::Timeouts)),
+//! by the core's next deadline ([`Timeouts`]),
 //! as described for the async [`socket`](crate::socket#timeouts).
 
 use std::io::{self, IoSlice, Read, Write};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use dialtone_proto::handshake::{self as hs, ClientHandshake, Reject, ResponseHead};
 use dialtone_proto::http::{header, HeaderMap, Request, StatusCode};
-use dialtone_proto::{Config, Connection, Role};
+use dialtone_proto::{Config, Connection, OriginPolicy, Role};
 
 use crate::dialer::MAX_REJECTION_BODY;
 use crate::error::{Error, Rejection, Result};
@@ -180,6 +180,11 @@ pub struct Acceptor {
     pub(crate) protocols: Vec<String>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) callback: Option<Arc<RequestCallback>>,
+    /// How long a write of a plain HTTP response or a refusal may make no
+    /// progress.
+    pub(crate) write_timeout: Duration,
+    /// Which pages may open WebSockets here (`Origin`).
+    pub(crate) origin: OriginPolicy,
     /// Handshakes in progress at once, shared by clones of this acceptor.
     pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
 }
@@ -191,6 +196,8 @@ impl std::fmt::Debug for Acceptor {
             .field("protocols", &self.protocols)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("callback", &self.callback.is_some())
+            .field("write_timeout", &self.write_timeout)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -202,6 +209,8 @@ impl Default for Acceptor {
             protocols: Vec::new(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             callback: None,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
+            origin: OriginPolicy::default(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             )),
@@ -225,6 +234,9 @@ impl Acceptor {
 
     /// How long a client has to send its whole handshake by default.
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default [`Acceptor::write_timeout`].
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// An acceptor with default limits and no subprotocols.
     pub fn new() -> Self {
@@ -274,6 +286,27 @@ impl Acceptor {
         self
     }
 
+    /// How long writing a plain HTTP response ([`crate::HttpRequest`]) or a
+    /// refusal may go without the client taking any of it before the
+    /// connection is dropped (default [`Acceptor::DEFAULT_WRITE_TIMEOUT`]):
+    /// a client that never reads cannot hold a response open.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Which web pages may open a WebSocket here, by their `Origin`
+    /// header. The default, [`OriginPolicy::same_host`], accepts clients
+    /// that send no `Origin` (those that are not browsers) and pages served
+    /// from the host and port the request was sent to, and refuses every
+    /// other page with `403`: without it, any site open in a user's browser
+    /// could drive this server as that user (cross-site WebSocket
+    /// hijacking). See [`dialtone_proto::origin`].
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
     /// After reading into `buf`: `Ok(None)` until the request head is
     /// complete; then the bytes to answer with and, if accepted, the
     /// connection. A refusal's answer must be written before the error is
@@ -283,6 +316,7 @@ impl Acceptor {
             return Ok(None);
         };
         let offer = hs::check_request(&request)?;
+        self.origin.check(&request)?;
         let protocol = match &self.callback {
             Some(callback) => {
                 let chosen = callback(&request, &offer.protocols)?;

@@ -35,6 +35,7 @@ pub mod dialer;
 mod digest;
 pub mod error;
 pub mod handshake;
+pub mod limits;
 pub mod listener;
 pub mod message;
 pub mod proxy;
@@ -59,5 +60,6 @@ pub use dialtone_proto as proto;
 pub use dialtone_proto::handshake::Reject;
 pub use dialtone_proto::http;
 pub use dialtone_proto::{
-    CloseCode, CloseFrame, Config, Deflate, Keepalive, MessageKind, Timeouts, Utf8Bytes,
+    CloseCode, CloseFrame, Config, Deflate, Keepalive, MessageKind, Origin, OriginPolicy, Timeouts,
+    Utf8Bytes,
 };

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dialtone_proto::handshake::Reject;
 use dialtone_proto::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -42,7 +43,9 @@ impl Acceptor {
             Accepted::WebSocket(upgraded) => Ok((upgraded.ws, upgraded.request)),
             // Never built with `plain_http` false (such a request is
             // refused with 426 in `read_request`); answered the same here.
-            Accepted::Http(http) => Err(refuse(http.io, upgrade_required()).await),
+            Accepted::Http(http) => {
+                Err(refuse(http.io, upgrade_required(), self.write_timeout).await)
+            }
         }
     }
 
@@ -68,7 +71,7 @@ impl Acceptor {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many handshakes in progress; try again later",
             );
-            return Err(refuse(io, reject).await);
+            return Err(refuse(io, reject, self.write_timeout).await);
         };
         let mut step = ServerStep::new(self, plain_http);
         let read = async {
@@ -94,8 +97,12 @@ impl Acceptor {
                     extensions: outcome.extensions,
                 })))
             }
-            ServerHead::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest { io, request }))),
-            ServerHead::Refused(reject) => Err(refuse(io, reject).await),
+            ServerHead::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest {
+                io,
+                request,
+                write_timeout: self.write_timeout,
+            }))),
+            ServerHead::Refused(reject) => Err(refuse(io, reject, self.write_timeout).await),
         }
     }
 }
@@ -174,6 +181,9 @@ pub struct Upgraded<S> {
 pub struct HttpRequest<S> {
     io: S,
     request: Request<()>,
+    /// How long one write may make no progress (the acceptor's
+    /// [`Acceptor::write_timeout`]).
+    write_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
@@ -223,9 +233,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
         head.extend_from_slice(
             format!("Content-Length: {len}\r\nConnection: close\r\n\r\n").as_bytes(),
         );
-        self.io.write_all(&head).await?;
+        let limit = self.write_timeout;
+        write_within(&mut self.io, &head, limit).await?;
         if self.request.method() != Method::HEAD {
-            let copied = tokio::io::copy(&mut body.take(len), &mut self.io).await?;
+            // Piece by piece, each under the write timeout: a client that
+            // stops reading is dropped, one that reads slowly is not.
+            let mut body = body.take(len);
+            let mut piece = vec![0; 16 * 1024];
+            let mut copied = 0;
+            loop {
+                let n = body.read(&mut piece).await?;
+                if n == 0 {
+                    break;
+                }
+                write_within(&mut self.io, &piece[..n], limit).await?;
+                copied += n as u64;
+            }
             if copied < len {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -233,18 +256,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
                 )));
             }
         }
-        self.io.flush().await?;
+        tokio::time::timeout(limit, self.io.flush())
+            .await
+            .map_err(|_| Error::Timeout(limit))??;
         // Best effort: the client may already be gone.
         let _ = self.io.shutdown().await;
         Ok(())
     }
 }
 
-/// Answers `reject` (best effort: the client may already be gone) and
-/// returns the error to report.
-async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject) -> Error {
-    let _ = io.write_all(&reject.to_bytes()).await;
-    let _ = io.shutdown().await;
+/// Writes all of `data`, failing with [`Error::Timeout`] if the peer takes
+/// none of it for `limit`.
+async fn write_within<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    data: &[u8],
+    limit: Duration,
+) -> Result<()> {
+    tokio::time::timeout(limit, io.write_all(data))
+        .await
+        .map_err(|_| Error::Timeout(limit))?
+        .map_err(Error::from)
+}
+
+/// Answers `reject` (best effort: the client may already be gone, or not
+/// read within `limit`) and returns the error to report.
+async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject, limit: Duration) -> Error {
+    let answer = async {
+        let _ = io.write_all(&reject.to_bytes()).await;
+        let _ = io.shutdown().await;
+    };
+    let _ = tokio::time::timeout(limit, answer).await;
     Error::Refused(Box::new(reject))
 }
 
@@ -358,6 +399,19 @@ impl Incoming {
             acceptor.accept_or_http(transport).await
         })
         .await
+    }
+
+    /// Refuses this connection without reading its request: answers
+    /// `reject` (after the TLS handshake, if the listener has TLS; all of
+    /// it bounded by the acceptor's handshake and write timeouts) and
+    /// closes. For limits the server applies before the handshake (see
+    /// [`crate::limits`]); returns the error that says what was refused.
+    pub async fn refuse(self, reject: Reject) -> Error {
+        let limit = self.acceptor.write_timeout;
+        match self.transport().await {
+            Ok(transport) => refuse(transport, reject, limit).await,
+            Err(_) => Error::Refused(Box::new(reject)),
+        }
     }
 
     /// The TCP stream, after the TLS handshake if the listener has TLS.

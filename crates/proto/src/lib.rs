@@ -35,6 +35,7 @@ pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod origin;
 mod outbox;
 pub mod utf8;
 
@@ -44,6 +45,7 @@ pub use connection::{Connection, Event, MessageKind, State, SHARED_PAYLOAD_MIN};
 pub use deflate::{Agreed, Deflate};
 pub use error::{Error, KeepaliveTimeout, ProtocolError};
 pub use handshake::{ClientHandshake, HandshakeError, Reject, ResponseHead};
+pub use origin::{Origin, OriginPolicy};
 pub use utf8::Utf8Bytes;
 
 pub use bytes::Bytes;
