@@ -80,7 +80,7 @@ fi
 if [[ -z "${DIALTONE_BIN:-}" ]]; then
   log "building dialtone (release)"
   cargo build --release -j2 -p dialtone-cli
-  DIALTONE_BIN="$ROOT/target/release/dialtone"
+  DIALTONE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/dialtone"
 fi
 [[ -x "$DIALTONE_BIN" ]] || { log "no executable at DIALTONE_BIN=$DIALTONE_BIN"; exit 1; }
 
