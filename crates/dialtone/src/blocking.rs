@@ -18,14 +18,14 @@ use bytes::Buf;
 use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, State, Timeouts};
 
 use crate::blocking_transport::is_timeout;
+use crate::driver::{Driver, MAX_READ_RESERVE};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
-use crate::socket::Driver;
 #[cfg(doc)]
 use crate::{dialer::Dialer, handshake::Acceptor};
 
 pub use crate::blocking_transport::Transport;
-use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
+use crate::stream_core::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -171,7 +171,7 @@ impl<S: TimedIo> WebSocket<S> {
         }
         // Room for the rest of a frame received in place (see the async
         // socket), so that it is never moved while it arrives.
-        let hint = self.conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
+        let hint = self.conn.read_hint().min(MAX_READ_RESERVE);
         let buf = self.conn.read_buffer();
         if buf.capacity() - buf.len() < hint {
             buf.reserve(hint);
