@@ -15,14 +15,16 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
+use dialtone_proto::http::Request;
 use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, State, Timeouts};
 
-use crate::blocking_transport::is_timeout;
+use crate::blocking_transport::{is_timeout, Deadline};
+#[cfg(doc)]
+use crate::dialer::Dialer;
 use crate::driver::{Driver, MAX_READ_RESERVE};
 use crate::error::{Error, Result};
+use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
 use crate::message::{self, Message};
-#[cfg(doc)]
-use crate::{dialer::Dialer, handshake::Acceptor};
 
 pub use crate::blocking_transport::Transport;
 use crate::stream_core::{to_io, ReadState, Step, Utf8Carry};
@@ -398,5 +400,46 @@ impl<S: TimedIo> Write for StreamMode<S> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.ws.flush().map_err(to_io)
+    }
+}
+
+/// The blocking face of the listener: the same step as the async
+/// [`Acceptor::accept`].
+impl Acceptor {
+    /// Accepts a handshake on a blocking TCP stream (see
+    /// [`Acceptor::accept`]); the client has the handshake timeout to send
+    /// its request.
+    pub fn accept_blocking(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<(WebSocket<TcpStream>, Request<()>)> {
+        let deadline = Deadline::after(self.handshake_timeout);
+        let mut step = ServerStep::new(self, false);
+        let head = loop {
+            stream.set_read_timeout(Some(deadline.left()?))?;
+            let n = match read_into(&mut stream, step.buffer()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(deadline.io(e)),
+            };
+            if let Some(head) = step.step(n)? {
+                break head;
+            }
+        };
+        let reject = match head {
+            ServerHead::Upgrade(outcome) => {
+                stream.set_read_timeout(None)?;
+                stream.set_nodelay(true)?;
+                stream.write_all(&outcome.answer)?;
+                let ws = WebSocket::from_connection(stream, outcome.conn, outcome.protocol);
+                return Ok((ws, outcome.request));
+            }
+            ServerHead::Refused(reject) => reject,
+            ServerHead::Plain(_) => upgrade_required(),
+        };
+        // Best effort: the client may already be gone.
+        let _ = stream.write_all(&reject.to_bytes());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        Err(Error::Refused(Box::new(reject)))
     }
 }

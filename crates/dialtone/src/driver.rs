@@ -6,7 +6,7 @@ use std::io;
 
 use dialtone_proto::{Connection, Event, State};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::Message;
 
 /// The most room a read makes at once for a frame the peer announced.
@@ -82,13 +82,14 @@ impl Driver {
 
     /// Why a flush failed on a connection given up: the error met (taken,
     /// so it is reported once), or `Closed`.
-    pub(crate) fn flush_error(&mut self) -> Error {
+    #[cfg(feature = "blocking")]
+    pub(crate) fn flush_error(&mut self) -> crate::Error {
         match self.report.as_deref() {
             Some(Err(_)) => match self.take_report() {
                 Some(Err(e)) => e,
-                _ => Error::Closed,
+                _ => crate::Error::Closed,
             },
-            _ => Error::Closed,
+            _ => crate::Error::Closed,
         }
     }
 }

@@ -12,8 +12,9 @@ pub enum Error {
     /// The URL could not be parsed or lacks a host.
     #[error("invalid URL: {0}")]
     Url(String),
-    /// The URL's scheme is not one this build dials.
-    #[error("unsupported URL scheme {0:?} (expected ws or wss)")]
+    /// The URL's scheme is not one this build dials: not `ws` or `wss`, or
+    /// `wss` in a build without the `tls` feature.
+    #[error("unsupported URL scheme {0:?} (expected ws, or wss with the tls feature)")]
     UnsupportedScheme(String),
     /// The host name did not resolve.
     #[error("could not resolve {host}: {source}")]
@@ -65,6 +66,8 @@ pub enum Error {
     /// The transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// The TLS handshake failed. `reason` is what rustls said (an expired
     /// certificate, a name mismatch, an unknown issuer, …); `source` is the
     /// rustls error itself when there is one (there is none when the peer
@@ -78,10 +81,14 @@ pub enum Error {
         /// The rustls error, to match on.
         source: Option<rustls::Error>,
     },
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// The TLS options cannot be used: an unreadable file, bad PEM, no key,
     /// a key that does not match its certificate, a bad server name.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    #[cfg(feature = "proxy")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
     /// The proxy could not be reached, or refused or failed to open the
     /// tunnel (a 407, a SOCKS authentication failure, a SOCKS reply code, …).
     #[error("proxy {proxy}: {source}")]

@@ -151,6 +151,7 @@ impl<'a> ClientStep<'a> {
 }
 
 /// A blocking read into a step's buffer (which has room for it).
+#[cfg(feature = "blocking")]
 pub(crate) fn read_into(io: &mut impl std::io::Read, buf: &mut BytesMut) -> std::io::Result<usize> {
     let start = buf.len();
     buf.resize(start + HANDSHAKE_READ, 0);
@@ -186,6 +187,7 @@ pub struct Acceptor {
     /// Which pages may open WebSockets here (`Origin`).
     pub(crate) origin: OriginPolicy,
     /// Handshakes in progress at once, shared by clones of this acceptor.
+    #[cfg(feature = "tokio")]
     pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
 }
 
@@ -211,6 +213,7 @@ impl Default for Acceptor {
             callback: None,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             origin: OriginPolicy::default(),
+            #[cfg(feature = "tokio")]
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             )),
@@ -226,7 +229,11 @@ impl Acceptor {
     /// Limits the handshakes in progress at once (over every connection
     /// accepted with this acceptor or its clones); past it, a client gets
     /// `503 Service Unavailable` at once. Default 16,384 (each holds at most
-    /// the 16 KiB handshake limit while it lasts).
+    /// the 16 KiB handshake limit while it lasts). The async face's bound:
+    /// [`Acceptor::accept_blocking`] runs one handshake per call, on the
+    /// caller's thread, so the caller's threads are the bound there.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn max_concurrent_handshakes(mut self, n: usize) -> Self {
         self.handshakes = Arc::new(tokio::sync::Semaphore::new(n));
         self
@@ -363,7 +370,9 @@ impl Acceptor {
 pub(crate) enum ServerHead {
     /// A valid WebSocket handshake: answer it and go on.
     Upgrade(Box<ServerOutcome>),
-    /// A request without `Upgrade: websocket`, handed back to be answered.
+    /// A request without `Upgrade: websocket`, handed back to be answered
+    /// (the blocking face refuses it without reading it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Plain(Request<()>),
     /// A refusal to answer with.
     Refused(Reject),
@@ -429,7 +438,9 @@ pub(crate) struct ServerOutcome {
     pub(crate) conn: Connection,
     pub(crate) request: Request<()>,
     pub(crate) protocol: Option<String>,
-    /// The `Sec-WebSocket-Extensions` value answered, if any.
+    /// The `Sec-WebSocket-Extensions` value answered, if any (the async
+    /// face's `Upgraded` reports it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) extensions: Option<String>,
 }
 

@@ -11,10 +11,10 @@ use dialtone_proto::http::{header, HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::blocking_transport::Deadline;
 use crate::error::{Error, Result};
-use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
+use crate::handshake::{upgrade_required, Acceptor, ServerHead, ServerStep};
 use crate::socket::WebSocket;
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::Transport;
 
@@ -104,51 +104,6 @@ impl Acceptor {
             }))),
             ServerHead::Refused(reject) => Err(refuse(io, reject, self.write_timeout).await),
         }
-    }
-}
-
-/// The blocking face: the same step as the async one above.
-impl Acceptor {
-    /// Accepts a handshake on a blocking TCP stream (see
-    /// [`Acceptor::accept`]); the client has the handshake timeout to send
-    /// its request.
-    pub fn accept_blocking(
-        &self,
-        mut stream: std::net::TcpStream,
-    ) -> Result<(crate::blocking::WebSocket<std::net::TcpStream>, Request<()>)> {
-        use std::io::Write as _;
-        let deadline = Deadline::after(self.handshake_timeout);
-        let mut step = ServerStep::new(self, false);
-        let head = loop {
-            stream.set_read_timeout(Some(deadline.left()?))?;
-            let n = match read_into(&mut stream, step.buffer()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(deadline.io(e)),
-            };
-            if let Some(head) = step.step(n)? {
-                break head;
-            }
-        };
-        let reject = match head {
-            ServerHead::Upgrade(outcome) => {
-                stream.set_read_timeout(None)?;
-                stream.set_nodelay(true)?;
-                stream.write_all(&outcome.answer)?;
-                let ws = crate::blocking::WebSocket::from_connection(
-                    stream,
-                    outcome.conn,
-                    outcome.protocol,
-                );
-                return Ok((ws, outcome.request));
-            }
-            ServerHead::Refused(reject) => reject,
-            ServerHead::Plain(_) => upgrade_required(),
-        };
-        // Best effort: the client may already be gone.
-        let _ = stream.write_all(&reject.to_bytes());
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        Err(Error::Refused(Box::new(reject)))
     }
 }
 
@@ -313,6 +268,7 @@ async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject, limit: Duratio
 pub struct Listener {
     tcp: TcpListener,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
 }
 
@@ -322,6 +278,7 @@ impl Listener {
         Ok(Listener {
             tcp: TcpListener::bind(addr).await?,
             acceptor: Arc::new(Acceptor::default()),
+            #[cfg(feature = "tls")]
             tls: None,
         })
     }
@@ -329,6 +286,7 @@ impl Listener {
     /// Serves TLS (`wss://`) with this identity: each accepted connection
     /// runs the TLS handshake in [`Incoming::handshake`], under the
     /// acceptor's handshake timeout, before the WebSocket handshake.
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ServerTls) -> Self {
         self.tls = Some(tls);
         self
@@ -355,6 +313,7 @@ impl Listener {
             stream,
             peer,
             acceptor: self.acceptor.clone(),
+            #[cfg(feature = "tls")]
             tls: self.tls.clone(),
         })
     }
@@ -366,6 +325,7 @@ pub struct Incoming {
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
 }
 
@@ -415,6 +375,7 @@ impl Incoming {
     }
 
     /// The TCP stream, after the TLS handshake if the listener has TLS.
+    #[cfg(feature = "tls")]
     async fn transport(self) -> Result<Transport> {
         Ok(match &self.tls {
             Some(tls) => {
@@ -426,6 +387,12 @@ impl Incoming {
             }
             None => Transport::Tcp(self.stream),
         })
+    }
+
+    /// The TCP stream (a build without TLS has no TLS listener).
+    #[cfg(not(feature = "tls"))]
+    async fn transport(self) -> Result<Transport> {
+        Ok(Transport::Tcp(self.stream))
     }
 }
 

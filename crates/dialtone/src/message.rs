@@ -91,6 +91,7 @@ pub(crate) fn queue(
 }
 
 /// Hands `msg` to the connection, a text or binary message uncompressed.
+#[cfg(feature = "tokio")]
 pub(crate) fn queue_uncompressed(
     conn: &mut dialtone_proto::Connection,
     msg: &Message,

@@ -18,7 +18,9 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+#[cfg(feature = "tokio")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+#[cfg(feature = "tokio")]
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
@@ -244,6 +246,7 @@ impl Proxy {
     }
 
     /// Connects to the proxy and opens a tunnel to `host:port` through it.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream> {
         let mut tcp = crate::transport::connect(&self.host, self.port)
             .await
@@ -270,6 +273,7 @@ impl Proxy {
 
     /// Asks the proxy on `io` for a tunnel to `host:port` (a name, or an IP
     /// address without brackets). After `Ok`, `io` carries the target's bytes.
+    #[cfg(feature = "tokio")]
     pub async fn tunnel<S>(&self, io: &mut S, host: &str, port: u16) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,

@@ -27,8 +27,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+#[cfg(feature = "tokio")]
 use tokio::net::TcpStream;
 
+#[cfg(feature = "blocking")]
 use crate::blocking_transport::{is_timeout, Deadline};
 use crate::error::{Error, Result};
 
@@ -212,6 +214,7 @@ impl ClientTls {
 
     /// Runs the TLS handshake over `tcp`, checking the certificate against
     /// `host` (or the server name override).
+    #[cfg(feature = "tokio")]
     pub(crate) async fn connect(
         &self,
         tcp: TcpStream,
@@ -226,6 +229,7 @@ impl ClientTls {
 
     /// [`ClientTls::connect`] over a blocking TCP stream, before the
     /// deadline, with the same options.
+    #[cfg(feature = "blocking")]
     pub(crate) fn connect_blocking(
         &self,
         mut tcp: std::net::TcpStream,
@@ -257,7 +261,9 @@ impl ClientTls {
 pub(crate) enum Checked {
     /// We dialed; the server's certificate was checked.
     Server,
-    /// We accepted; the client's certificate was checked.
+    /// We accepted; the client's certificate was checked (the async
+    /// listener only).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Client,
 }
 
@@ -516,6 +522,7 @@ impl ServerTls {
     }
 
     /// Runs the server side of the TLS handshake.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn accept(
         &self,
         tcp: TcpStream,

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "tls")]
 use crate::tls::rustls::pki_types::CertificateDer;
 
 /// A connection's transport.
@@ -22,8 +23,10 @@ pub enum Transport {
     /// Plain TCP (`ws://`).
     Tcp(TcpStream),
     /// TLS over TCP, dialed (`wss://`).
+    #[cfg(feature = "tls")]
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// TLS over TCP, accepted by a [`Listener`](crate::Listener) with TLS.
+    #[cfg(feature = "tls")]
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -32,7 +35,9 @@ macro_rules! each {
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Transport::Tcp($s) => $e,
+            #[cfg(feature = "tls")]
             Transport::TlsClient($s) => $e,
+            #[cfg(feature = "tls")]
             Transport::TlsServer($s) => $e,
         }
     };
@@ -43,7 +48,9 @@ impl Transport {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Tcp(s) => s,
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.get_ref().0,
+            #[cfg(feature = "tls")]
             Transport::TlsServer(s) => s.get_ref().0,
         }
     }
@@ -55,6 +62,7 @@ impl Transport {
 
     /// The certificates the peer presented (leaf first): the server's when
     /// dialing, the client's when accepting (if the listener asked for one).
+    #[cfg(feature = "tls")]
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
             Transport::Tcp(_) => None,
@@ -64,6 +72,7 @@ impl Transport {
     }
 
     /// The ALPN protocol agreed in the TLS handshake, if any.
+    #[cfg(feature = "tls")]
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {
             Transport::Tcp(_) => None,
