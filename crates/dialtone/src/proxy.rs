@@ -1067,6 +1067,7 @@ mod tests {
 
     /// The async driver over a pipe, against the same script: the bytes
     /// of the faces are the negotiation's.
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn async_tunnel_drives_the_same_negotiation() {
         let (mut client, mut server) = tokio::io::duplex(4096);
