@@ -8,7 +8,13 @@
 //! negotiations): this face only moves bytes.
 //! Every wait (a read, a write to a peer that stopped reading) is bounded
 //! by the core's next deadline ([`Timeouts`]),
-//! as described for the async [`socket`](crate::socket#timeouts).
+//! as described for the async [`socket`] face's timeouts.
+//!
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`Dialer::dial`]: crate#feature-flags\n[`socket`]: crate#feature-flags"
+)]
+#![cfg_attr(feature = "tokio", doc = "[`socket`]: crate::socket#timeouts")]
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
@@ -283,6 +289,11 @@ impl<S: TimedIo> WebSocket<S> {
 /// [`crate::StreamMode`], with the same semantics (see
 /// [`crate::stream_mode`]). Each `write` sends one message and writes it
 /// out; [`StreamMode::shutdown`] does what `poll_shutdown` does there.
+///
+#[cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`crate::StreamMode`]: crate#feature-flags\n[`crate::stream_mode`]: crate#feature-flags"
+)]
 #[derive(Debug)]
 pub struct StreamMode<S> {
     ws: WebSocket<S>,
@@ -404,11 +415,16 @@ impl<S: TimedIo> Write for StreamMode<S> {
 }
 
 /// The blocking face of the listener: the same step as the async
-/// [`Acceptor::accept`].
+/// `Acceptor::accept`.
 impl Acceptor {
     /// Accepts a handshake on a blocking TCP stream (see
     /// [`Acceptor::accept`]); the client has the handshake timeout to send
     /// its request.
+    ///
+    #[cfg_attr(
+        not(feature = "tokio"),
+        doc = "[`Acceptor::accept`]: crate#feature-flags"
+    )]
     pub fn accept_blocking(
         &self,
         mut stream: TcpStream,

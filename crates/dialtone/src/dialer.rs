@@ -5,6 +5,11 @@
 //! handshake, with redirects, cookies and authentication, all under one
 //! dial timeout (30 s by default, as in EFL). The handshake can also run
 //! over any transport the caller connected itself ([`Dialer::handshake`]).
+//!
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`WebSocket`]: crate#feature-flags\n[`Dialer::handshake`]: crate#feature-flags"
+)]
 
 #[cfg(feature = "blocking")]
 use std::io::{self, Write as _};
@@ -568,6 +573,8 @@ impl Dialer {
     /// environment), redirects, cookies, Basic, Bearer and Digest
     /// authentication, all under the dial timeout (DNS, connect, proxy, TLS
     /// and handshake).
+    ///
+    #[cfg_attr(not(feature = "tokio"), doc = "[`Dialer::dial`]: crate#feature-flags")]
     pub fn dial_blocking(
         &self,
         url: &str,

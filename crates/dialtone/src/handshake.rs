@@ -230,7 +230,7 @@ impl Acceptor {
     /// accepted with this acceptor or its clones); past it, a client gets
     /// `503 Service Unavailable` at once. Default 16,384 (each holds at most
     /// the 16 KiB handshake limit while it lasts). The async face's bound:
-    /// [`Acceptor::accept_blocking`] runs one handshake per call, on the
+    /// `Acceptor::accept_blocking` runs one handshake per call, on the
     /// caller's thread, so the caller's threads are the bound there.
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -297,6 +297,11 @@ impl Acceptor {
     /// refusal may go without the client taking any of it before the
     /// connection is dropped (default [`Acceptor::DEFAULT_WRITE_TIMEOUT`]):
     /// a client that never reads cannot hold a response open.
+    ///
+    #[cfg_attr(
+        not(feature = "tokio"),
+        doc = "[`crate::HttpRequest`]: crate#feature-flags"
+    )]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self

@@ -1,29 +1,24 @@
 #![doc = include_str!("../README.md")]
-//! # dialtone
 //!
-//! A WebSocket dialer (client) and listener (server) for tokio and for plain
-//! `std::net`, driving the sans-I/O RFC 6455 core of [`dialtone_proto`].
+//! ## Rooms
 //!
-//! ```no_run
-//! # async fn run() -> dialtone::Result<()> {
-//! use dialtone::{CloseCode, Dialer, Message};
-//!
-//! let (mut ws, _response) = Dialer::new().dial("ws://127.0.0.1:9001/").await?;
-//! ws.send("hello").await?;
-//! if let Some(Ok(Message::Text(reply))) = ws.recv().await {
-//!     println!("{reply}");
-//! }
-//! ws.close(CloseCode::Normal, "done").await?;
-//! # Ok(()) }
-//! ```
-//!
-//! Rooms: [`dialer`] (URL → proxy → TCP → TLS → handshake, auth, redirects),
+//! [`dialer`] (URL → proxy → TCP → TLS → handshake, auth, redirects),
 //! [`listener`] (accept a handshake on any transport, TLS optional),
 //! [`socket`] (the async [`WebSocket`]: keepalive, timeouts, split),
 //! [`stream_mode`] (a WebSocket as a byte stream), [`tls`], [`proxy`],
 //! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
-//! [`message`], [`handshake`] and [`error`].
-
+//! [`limits`] (connection limits per server and per address),
+//! [`message`], [`handshake`] and [`error`]. A room whose flag is off in
+//! this build links to the [feature flags](#feature-flags).
+//!
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`listener`]: #feature-flags\n[`socket`]: #feature-flags\n[`WebSocket`]: #feature-flags\n[`stream_mode`]: #feature-flags\n[`transport`]: #feature-flags"
+)]
+#![cfg_attr(not(feature = "tls"), doc = "[`tls`]: #feature-flags")]
+#![cfg_attr(not(feature = "proxy"), doc = "[`proxy`]: #feature-flags")]
+#![cfg_attr(not(feature = "cookies"), doc = "[`cookies`]: #feature-flags")]
+#![cfg_attr(not(feature = "blocking"), doc = "[`blocking`]: #feature-flags")]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

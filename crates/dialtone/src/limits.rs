@@ -38,7 +38,14 @@
 //! # }
 //! ```
 //!
-//! [`Incoming::refuse`]: crate::Incoming::refuse
+#![cfg_attr(
+    feature = "tokio",
+    doc = "[`Incoming::refuse`]: crate::Incoming::refuse"
+)]
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`Incoming::refuse`]: crate#feature-flags"
+)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -338,6 +338,8 @@ impl Incoming {
     /// Runs the handshake with the listener's [`Acceptor`] (after the TLS
     /// handshake, if the listener has TLS: a failure there is
     /// [`Error::Tls`]).
+    ///
+    #[cfg_attr(not(feature = "tls"), doc = "[`Error::Tls`]: crate#feature-flags")]
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
         // Boxed, with the TLS handshake's state, for the reason
         // `Acceptor::accept`'s is.

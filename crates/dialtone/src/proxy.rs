@@ -11,6 +11,8 @@
 //! dependency.
 //! A proxy always tunnels: `ws://` and `wss://` alike go through `CONNECT`
 //! (or SOCKS), and TLS, when wanted, runs end to end inside the tunnel.
+//!
+#![cfg_attr(not(feature = "tokio"), doc = "[`Proxy::tunnel`]: crate#feature-flags")]
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -307,6 +309,8 @@ impl Proxy {
     /// [`Proxy::tunnel`] over a blocking transport (names resolved with
     /// the system resolver, without a time limit: set the transport's read
     /// and write timeouts to bound the rest).
+    ///
+    #[cfg_attr(not(feature = "tokio"), doc = "[`Proxy::tunnel`]: crate#feature-flags")]
     pub fn tunnel_blocking<S: Read + Write>(
         &self,
         io: &mut S,

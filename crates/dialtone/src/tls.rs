@@ -1,4 +1,4 @@
-//! TLS for `wss://` (dialing) and for the [`Listener`](crate::Listener)
+//! TLS for `wss://` (dialing) and for the [`Listener`]
 //! (accepting), with [`rustls`] and its `ring` crypto provider.
 //!
 //! Dialing verifies the server's certificate chain and host name by default,
@@ -16,6 +16,9 @@
 //! [`Dialer::tls_config`](crate::Dialer::tls_config).
 //!
 //! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is.
+//!
+#![cfg_attr(not(feature = "tokio"), doc = "[`Listener`]: crate#feature-flags")]
+#![cfg_attr(feature = "tokio", doc = "[`Listener`]: crate::Listener")]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,11 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
-//! plain TCP, or TLS over TCP (see [`tls`](crate::tls)) — so that `ws://`
+//! plain TCP, or TLS over TCP (see [`tls`]) — so that `ws://`
 //! and `wss://` connections have one type. A proxied connection is the
 //! tunnel's TCP stream to the proxy. `connect` opens the TCP stream the
 //! dialer and the proxies start from.
+//!
+#![cfg_attr(not(feature = "tls"), doc = "[`tls`]: crate#feature-flags")]
+#![cfg_attr(feature = "tls", doc = "[`tls`]: crate::tls")]
 
 use std::io;
 use std::net::SocketAddr;
