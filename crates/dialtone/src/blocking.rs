@@ -46,6 +46,21 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 /// can be shut down alone: what a blocking [`WebSocket`] needs to keep the
 /// core's deadlines and closing rules. Implemented for [`TcpStream`]; a TLS
 /// stream implements it over its socket.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use dialtone::blocking::TimedIo;
+///
+/// /// Fails a read that waits longer than a second.
+/// fn impatient(io: &impl TimedIo) -> std::io::Result<()> {
+///     io.set_read_timeout(Some(Duration::from_secs(1)))
+/// }
+///
+/// let tcp = std::net::TcpStream::connect("127.0.0.1:9001")?;
+/// impatient(&tcp)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait TimedIo: Read + Write {
     /// Bounds each following read (`None`: no bound), which then fails with
     /// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`], as
@@ -87,6 +102,18 @@ impl TimedIo for Transport {
 }
 
 /// A blocking WebSocket over a transport `S`.
+///
+/// ```no_run
+/// use dialtone::{CloseCode, Dialer, Message};
+///
+/// let (mut ws, _response) = Dialer::new().dial_blocking("ws://127.0.0.1:9001/")?;
+/// ws.send("hello")?;
+/// if let Some(Ok(Message::Text(reply))) = ws.recv() {
+///     println!("{reply}");
+/// }
+/// ws.close(CloseCode::Normal, "done")?;
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct WebSocket<S> {
     io: S,
@@ -289,6 +316,18 @@ impl<S: TimedIo> WebSocket<S> {
 /// [`crate::StreamMode`], with the same semantics (see
 /// [`crate::stream_mode`]). Each `write` sends one message and writes it
 /// out; [`StreamMode::shutdown`] does what `poll_shutdown` does there.
+///
+/// ```no_run
+/// use std::io::Write;
+///
+/// use dialtone::{Dialer, MessageKind};
+///
+/// let (ws, _response) = Dialer::new().dial_blocking("ws://127.0.0.1:9001/")?;
+/// let mut stream = ws.into_stream(MessageKind::Binary);
+/// stream.write_all(b"one message")?;
+/// stream.shutdown()?; // a close frame (Normal)
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 #[cfg_attr(
     not(feature = "tokio"),

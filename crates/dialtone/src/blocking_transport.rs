@@ -15,6 +15,13 @@ use crate::tls::rustls::pki_types::CertificateDer;
 use crate::tls::rustls::{ClientConnection, StreamOwned};
 
 /// A blocking connection's transport.
+///
+/// ```no_run
+/// let (ws, _response) = dialtone::Dialer::new().dial_blocking("wss://127.0.0.1:9443/")?;
+/// let transport: &dialtone::blocking::Transport = ws.get_ref();
+/// println!("TLS {} with {}", transport.is_tls(), transport.peer_addr()?);
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Transport {

@@ -74,6 +74,18 @@ pub struct Dialer {
 }
 
 /// Credentials sent with the handshake's `Authorization` header.
+///
+/// ```
+/// use dialtone::{Auth, Dialer};
+///
+/// let dialer = Dialer::new().auth(Auth::Digest {
+///     user: "ann".into(),
+///     password: "secret".into(),
+/// });
+/// # drop(dialer);
+/// // Debug output never shows a secret.
+/// assert_eq!(format!("{:?}", Auth::Bearer("t0k3n".into())), "Bearer(***)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// HTTP Basic (RFC 7617).

@@ -6,6 +6,14 @@ use dialtone_proto::handshake::{HandshakeError, Reject};
 use dialtone_proto::ProtocolError;
 
 /// Everything that can go wrong dialing, accepting or using a WebSocket.
+///
+/// ```
+/// use dialtone::{Dialer, Error};
+///
+/// // Refused before anything is connected: not a WebSocket URL.
+/// let err = Dialer::new().dial_blocking("http://127.0.0.1/").unwrap_err();
+/// assert!(matches!(err, Error::UnsupportedScheme(ref s) if s == "http"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -116,6 +124,22 @@ impl From<dialtone_proto::KeepaliveTimeout> for Error {
 }
 
 /// A refusal of our handshake by the server.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::{Dialer, Error};
+///
+/// match Dialer::new().dial("ws://127.0.0.1:9001/private").await {
+///     Ok((_ws, _response)) => println!("open"),
+///     Err(Error::Rejected(r)) if r.status == 401 => {
+///         let challenge = r.headers.get("www-authenticate");
+///         println!("{} {} ({challenge:?})", r.status, r.reason);
+///         println!("{}", String::from_utf8_lossy(&r.body));
+///     }
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     /// The HTTP status.
@@ -141,4 +165,13 @@ impl Rejection {
 }
 
 /// `Result` with [`Error`].
+///
+/// ```
+/// fn port(text: &str) -> dialtone::Result<u16> {
+///     text.parse()
+///         .map_err(|_| dialtone::Error::Url(format!("bad port {text:?}")))
+/// }
+/// assert_eq!(port("9001").unwrap(), 9001);
+/// assert!(port("ninety").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,6 +20,19 @@ use crate::dialer::MAX_REJECTION_BODY;
 use crate::error::{Error, Rejection, Result};
 
 /// The server's answer to a successful client handshake.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (_ws, response) = dialtone::Dialer::new()
+///     .protocol("chat")
+///     .dial("ws://127.0.0.1:9001/")
+///     .await?;
+/// println!("{:?} at {}", response.protocol, response.url);
+/// for (name, value) in &response.head.headers {
+///     println!("{name}: {value:?}");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// Status line and headers (status is always 101 here).
@@ -170,11 +183,41 @@ pub(crate) fn upgrade_required() -> Reject {
 
 /// Decides which subprotocol to speak, or refuses, given the request and
 /// the subprotocols the client offered (in its order of preference).
+///
+/// ```
+/// use dialtone::http::{Request, StatusCode};
+/// use dialtone::{Acceptor, Reject};
+///
+/// // Only `/chat`, and its `chat.v2` subprotocol if the client offers it.
+/// let acceptor = Acceptor::new().on_request(|request: &Request<()>, offered: &[String]| {
+///     if request.uri().path() != "/chat" {
+///         return Err(Reject::new(StatusCode::NOT_FOUND, "no such room"));
+///     }
+///     Ok(offered.iter().find(|p| *p == "chat.v2").cloned())
+/// });
+/// # drop(acceptor);
+/// ```
 pub type RequestCallback =
     dyn Fn(&Request<()>, &[String]) -> std::result::Result<Option<String>, Reject> + Send + Sync;
 
 /// The listener's policy: limits, subprotocols, and an optional callback to
 /// inspect each request.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use std::time::Duration;
+///
+/// use dialtone::{Acceptor, Listener};
+///
+/// let acceptor = Acceptor::new()
+///     .protocol("chat")
+///     .handshake_timeout(Duration::from_secs(5));
+/// let listener = Listener::bind("127.0.0.1:9001")
+///     .await?
+///     .with_acceptor(acceptor);
+/// # drop(listener);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Acceptor {
     pub(crate) config: Config,

@@ -109,6 +109,24 @@ impl Acceptor {
 
 /// What [`Acceptor::accept_or_http`] (or [`Incoming::handshake_or_http`])
 /// read from a client.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{HeaderMap, StatusCode};
+/// use dialtone::Accepted;
+///
+/// match incoming.handshake_or_http().await? {
+///     Accepted::WebSocket(upgraded) => {
+///         let mut ws = upgraded.ws;
+///         ws.send("hello").await?;
+///     }
+///     Accepted::Http(http) => {
+///         let page = b"<script>new WebSocket('ws://' + location.host)</script>";
+///         http.respond(StatusCode::OK, &HeaderMap::new(), page).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum Accepted<S> {
     /// A valid WebSocket handshake, answered with `101`.
@@ -118,6 +136,20 @@ pub enum Accepted<S> {
 }
 
 /// An accepted WebSocket and what was agreed in its handshake.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// if let dialtone::Accepted::WebSocket(upgraded) = incoming.handshake_or_http().await? {
+///     println!(
+///         "{} with {:?}",
+///         upgraded.request.uri(),
+///         upgraded.extensions.as_deref().unwrap_or("no extensions")
+///     );
+///     let mut ws = upgraded.ws;
+///     ws.send("welcome").await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Upgraded<S> {
     /// The open connection.
@@ -132,6 +164,19 @@ pub struct Upgraded<S> {
 /// A plain HTTP/1.1 request that arrived where a WebSocket handshake was
 /// expected. It gets one response, then the connection is closed (the
 /// request's body, if any, is not read; there is no keep-alive).
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{header, HeaderMap, HeaderValue, StatusCode};
+///
+/// if let dialtone::Accepted::Http(http) = incoming.handshake_or_http().await? {
+///     let mut headers = HeaderMap::new();
+///     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+///     let body = format!("you asked for {}", http.request().uri());
+///     http.respond(StatusCode::OK, &headers, body.as_bytes()).await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct HttpRequest<S> {
     io: S,
@@ -320,6 +365,16 @@ impl Listener {
 }
 
 /// A TCP connection whose WebSocket handshake is still to be done.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let listener = dialtone::Listener::bind("127.0.0.1:9001").await?;
+/// let incoming = listener.accept().await?;
+/// println!("a connection from {}", incoming.peer_addr());
+/// let (mut ws, request) = incoming.handshake().await?;
+/// ws.send(format!("you asked for {}", request.uri())).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Incoming {
     stream: TcpStream,

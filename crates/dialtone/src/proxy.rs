@@ -28,6 +28,16 @@ use tokio::net::TcpStream;
 use crate::error::{Error, Result};
 
 /// The protocol spoken to a proxy.
+///
+/// ```
+/// use dialtone::proxy::ProxyKind;
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("socks5h://127.0.0.1:1080")?;
+/// assert_eq!(proxy.kind(), ProxyKind::Socks5h);
+/// assert_eq!(proxy.kind().scheme(), "socks5h");
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProxyKind {
@@ -59,6 +69,18 @@ impl ProxyKind {
 /// A proxy server: kind, address and optional credentials.
 ///
 /// Its `Display` and `Debug` never show the password.
+///
+/// ```
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("http://ann:secret@127.0.0.1:3128")?;
+/// assert_eq!((proxy.host(), proxy.port(), proxy.user()), ("127.0.0.1", 3128, Some("ann")));
+/// assert!(!proxy.to_string().contains("secret"));
+/// // Dial through it (or pick one from *_PROXY with Dialer::proxy_from_env).
+/// let dialer = dialtone::Dialer::new().proxy("http://ann:secret@127.0.0.1:3128");
+/// # drop(dialer);
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     kind: ProxyKind,
@@ -69,6 +91,22 @@ pub struct Proxy {
 }
 
 /// Why a proxy did not give us a tunnel.
+///
+/// ```no_run
+/// # async fn run() {
+/// use dialtone::proxy::ProxyError;
+/// use dialtone::{Dialer, Error};
+///
+/// let dialer = Dialer::new().proxy("http://127.0.0.1:3128");
+/// match dialer.dial("ws://127.0.0.1:9001/").await {
+///     Err(Error::Proxy { source: ProxyError::Status { status: 407, .. }, proxy }) => {
+///         eprintln!("{proxy} wants credentials")
+///     }
+///     Err(e) => eprintln!("{e}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
@@ -393,6 +431,19 @@ fn dns_error(host: &str, source: io::Error) -> Error {
 /// send; then, while [`Negotiation::wants`] asks for more, read at most that
 /// many bytes from the proxy and hand them to [`Negotiation::receive`],
 /// sending what it returns. Both faces' `tunnel` are that loop.
+///
+/// ```
+/// use dialtone::proxy::Negotiation;
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("http://127.0.0.1:3128")?;
+/// let (mut negotiation, first) = Negotiation::start(&proxy, "example.com", 443)?;
+/// assert!(first.starts_with(b"CONNECT example.com:443 HTTP/1.1\r\n"));
+/// // Send `first`; then hand it what the proxy answers.
+/// let reply = negotiation.receive(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+/// assert!(reply.is_empty() && negotiation.is_done());
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Negotiation {
     proxy: Proxy,

@@ -255,6 +255,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 /// [`WebSocket::send`] or as a [`Sink`]. A received ping is answered by the
 /// core; a received close is answered too, and is the last message before
 /// the stream ends.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::{CloseCode, Dialer, Message};
+///
+/// let (mut ws, _response) = Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// ws.send("hello").await?;
+/// while let Some(msg) = ws.recv().await {
+///     match msg? {
+///         Message::Text(text) => println!("{text}"),
+///         Message::Close(frame) => println!("closed: {frame:?}"),
+///         _ => {}
+///     }
+/// }
+/// # let _ = CloseCode::Normal;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WebSocket<S> {
     inner: Inner<S>,
@@ -479,12 +496,36 @@ fn lock<S>(m: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
 }
 
 /// The receiving half of a split [`WebSocket`]; a [`Stream`] of messages.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (ws, _response) = dialtone::Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// let (mut reader, mut writer) = ws.split();
+/// tokio::spawn(async move {
+///     while let Some(Ok(msg)) = reader.recv().await {
+///         println!("{msg:?}");
+///     }
+/// });
+/// writer.send("from another task").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WsReader<S> {
     shared: Arc<Mutex<Inner<S>>>,
 }
 
 /// The sending half of a split [`WebSocket`]; a [`Sink`] of messages.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::CloseCode;
+///
+/// let (ws, _response) = dialtone::Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// let (_reader, mut writer) = ws.split();
+/// writer.send("last words").await?;
+/// writer.close(CloseCode::Normal, "bye").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WsWriter<S> {
     shared: Arc<Mutex<Inner<S>>>,

@@ -69,6 +69,18 @@ use crate::stream_core::{to_io, ReadState, Step, Utf8Carry};
 
 /// A [`WebSocket`] as an [`AsyncRead`] + [`AsyncWrite`] byte stream of
 /// messages of one [`MessageKind`] (see the [module docs](self)).
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use dialtone::{Dialer, MessageKind};
+/// use tokio::io::AsyncReadExt;
+///
+/// let (ws, _response) = Dialer::new().dial("ws://127.0.0.1:9001/").await.map_err(std::io::Error::other)?;
+/// let mut stream = ws.into_stream(MessageKind::Text);
+/// let mut all = String::new();
+/// stream.read_to_string(&mut all).await?; // until the peer's close
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct StreamMode<S> {
     ws: WebSocket<S>,

@@ -20,6 +20,14 @@ use crate::error::{Error, Result};
 use crate::tls::rustls::pki_types::CertificateDer;
 
 /// A connection's transport.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (ws, _response) = dialtone::Dialer::new().dial("wss://127.0.0.1:9443/").await?;
+/// let transport: &dialtone::Transport = ws.get_ref();
+/// println!("TLS {} with {}", transport.is_tls(), transport.peer_addr()?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Transport {
