@@ -706,3 +706,39 @@ impl Dialer {
         })
     }
 }
+
+// Only a build without TLS has these rules to check.
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::*;
+
+    /// Without the `tls` flag there is no TLS to dial with: the dial says
+    /// so before connecting anywhere (port 9 is the discard port; nothing
+    /// answers there, so a connect attempt would fail differently).
+    #[cfg(all(feature = "blocking", not(feature = "tls")))]
+    #[test]
+    fn wss_without_the_tls_flag_is_an_unsupported_scheme_before_connecting() {
+        let err = Dialer::new()
+            .dial_blocking("wss://127.0.0.1:9/")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedScheme(ref s) if s == "wss"),
+            "{err:?}"
+        );
+    }
+
+    #[cfg(all(feature = "tokio", not(feature = "tls")))]
+    #[tokio::test]
+    async fn async_wss_without_the_tls_flag_is_an_unsupported_scheme_before_connecting() {
+        let err = Dialer::new()
+            .dial("wss://127.0.0.1:9/")
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedScheme(ref s) if s == "wss"),
+            "{err:?}"
+        );
+    }
+}
