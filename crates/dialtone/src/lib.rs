@@ -22,7 +22,8 @@
 //! [`socket`] (the async [`WebSocket`]: keepalive, timeouts, split),
 //! [`stream_mode`] (a WebSocket as a byte stream), [`tls`], [`proxy`],
 //! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
-//! [`message`], [`handshake`] and [`error`].
+//! [`message`], [`handshake`] and [`error`]; with the `http2` feature (on
+//! by default), `http2` (WebSockets over HTTP/2, RFC 8441).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -34,7 +35,11 @@ mod dial_plan;
 pub mod dialer;
 mod digest;
 pub mod error;
+#[cfg(feature = "http2")]
+mod h2_stream;
 pub mod handshake;
+#[cfg(feature = "http2")]
+pub mod http2;
 pub mod limits;
 pub mod listener;
 pub mod message;
@@ -48,6 +53,8 @@ pub use cookies::CookieJar;
 pub use dialer::{Auth, Dialer};
 pub use error::{Error, Rejection, Result};
 pub use handshake::{Acceptor, Response};
+#[cfg(feature = "http2")]
+pub use http2::{Http2, Http2Connection};
 pub use listener::{accept, Accepted, HttpRequest, Incoming, Listener, Upgraded};
 pub use message::Message;
 pub use proxy::Proxy;
