@@ -81,6 +81,22 @@ impl H2Stream {
     pub(crate) fn info(&self) -> &ConnectionInfo {
         &self.info
     }
+
+    /// Why the sending half can no longer send: a reset by the peer (with
+    /// its reason) if there was one, else `error`, else a broken pipe.
+    fn why_gone(&mut self, cx: &mut Context<'_>, error: Option<h2::Error>) -> io::Error {
+        match self.send.poll_reset(cx) {
+            Poll::Ready(Ok(reason)) => io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("the peer reset the HTTP/2 stream ({reason})"),
+            ),
+            Poll::Ready(Err(e)) => io_error(e),
+            Poll::Pending => match error {
+                Some(e) => io_error(e),
+                None => io::ErrorKind::BrokenPipe.into(),
+            },
+        }
+    }
 }
 
 /// An h2 error as the I/O error a WebSocket reports: a reset by the peer is
@@ -153,24 +169,23 @@ impl AsyncWrite for H2Stream {
             // only tells of increases.
             let n = this.send.capacity().min(buf.len());
             if n > 0 {
-                this.send
+                return match this
+                    .send
                     .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                    .map_err(io_error)?;
-                return Poll::Ready(Ok(n));
+                {
+                    Ok(()) => Poll::Ready(Ok(n)),
+                    Err(e) => Poll::Ready(Err(this.why_gone(cx, Some(e)))),
+                };
             }
             match this.send.poll_capacity(cx) {
                 Poll::Ready(Some(Ok(_))) => continue,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_error(e))),
-                Poll::Ready(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(this.why_gone(cx, Some(e)))),
+                Poll::Ready(None) => return Poll::Ready(Err(this.why_gone(cx, None))),
                 Poll::Pending => {
                     // No window: a reset would otherwise go unseen until
                     // the peer opened it, which it never will.
                     return match this.send.poll_reset(cx) {
-                        Poll::Ready(Ok(reason)) => Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::ConnectionReset,
-                            format!("the peer reset the HTTP/2 stream ({reason})"),
-                        ))),
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(io_error(e))),
+                        Poll::Ready(_) => Poll::Ready(Err(this.why_gone(cx, None))),
                         Poll::Pending => Poll::Pending,
                     };
                 }
