@@ -254,7 +254,9 @@ impl Dialer {
 #[derive(Clone, Debug)]
 pub struct Http2Connection {
     send: h2::client::SendRequest<Bytes>,
-    dialer: Dialer,
+    /// Whose options (subprotocols, headers, auth, cookies, limits) each
+    /// WebSocket opened here takes.
+    dialer: Arc<Dialer>,
     /// `scheme://host:port/` of the connection.
     origin: Url,
     info: Arc<ConnectionInfo>,
@@ -309,7 +311,7 @@ impl Http2Connection {
         let _ = origin.set_password(None);
         Ok(Http2Connection {
             send,
-            dialer: dialer.clone(),
+            dialer: Arc::new(dialer.clone()),
             origin,
             info,
         })

@@ -366,7 +366,7 @@ fn trusting(ca: &Ca) -> Dialer {
 
 fn payload(tag: usize, i: usize) -> Message {
     let text = format!("ws{tag}-msg{i}-{}", "x".repeat(i % 97));
-    if tag % 2 == 0 {
+    if tag.is_multiple_of(2) {
         Message::text(text)
     } else {
         Message::binary(text.into_bytes())
@@ -634,7 +634,10 @@ async fn a_slow_reader_back_pressures_its_own_stream_only() {
         .unwrap();
     let (mut flooded, _) = conn.open_websocket("/flood").await.unwrap();
     let (mut echo, _) = conn.open_websocket("/echo").await.unwrap();
-    echo_many(&mut echo, 1, 100, None).await;
+    // A guard against a hang (a stalled connection), not a measurement.
+    tokio::time::timeout(Duration::from_secs(60), echo_many(&mut echo, 1, 100, None))
+        .await
+        .expect("the echo stream stalled behind the unread one");
     // The unread stream's window (and the buffers of the server's stack)
     // bound what the server could send, not the flood's size.
     let sent = server.seen.flooded.load(Ordering::SeqCst);
