@@ -5,7 +5,7 @@
 //! extended CONNECT (`SETTINGS_ENABLE_CONNECT_PROTOCOL`), the handshake is a
 //! `CONNECT` with `:protocol websocket` on a new stream, answered by `200`,
 //! and the [`WebSocket`] runs over that stream
-//! ([`Transport::H2`](crate::Transport::H2)); subprotocols, permessage-deflate,
+//! ([`Transport::H2`]); subprotocols, permessage-deflate,
 //! headers, authentication, cookies and redirects work as over HTTP/1.1.
 //! Otherwise the dial goes on over HTTP/1.1 by itself: at once if the server
 //! picked `http/1.1`, on a new connection if it picked `h2` without extended
