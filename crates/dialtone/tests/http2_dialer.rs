@@ -53,6 +53,10 @@ struct Seen {
     headers: Arc<Mutex<Vec<HeaderMap>>>,
     /// Bytes `/flood` managed to send.
     flooded: Arc<AtomicUsize>,
+    /// Bare server: streams the client ended with END_STREAM after the
+    /// closing handshake, and streams it reset with RST_STREAM(CANCEL).
+    ended: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
 }
 
 struct Server {
@@ -195,6 +199,7 @@ struct BareStream {
     send: h2::SendStream<bytes::Bytes>,
     recv: h2::RecvStream,
     pending: bytes::Bytes,
+    seen: Seen,
 }
 
 impl AsyncRead for BareStream {
@@ -207,7 +212,12 @@ impl AsyncRead for BareStream {
         while self.pending.is_empty() {
             match self.recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => self.pending = data,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Poll::Ready(Some(Err(e))) => {
+                    if e.reason() == Some(h2::Reason::CANCEL) {
+                        self.seen.cancelled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    return Poll::Ready(Err(std::io::Error::other(e)));
+                }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
@@ -268,6 +278,7 @@ impl AsyncWrite for BareStream {
 async fn bare_stream(
     request: axum::http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<bytes::Bytes>,
+    seen: Seen,
 ) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::Role;
@@ -298,6 +309,7 @@ async fn bare_stream(
         send,
         recv: request.into_body(),
         pending: bytes::Bytes::new(),
+        seen,
     };
     let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
     let mut echoed = 0;
@@ -319,7 +331,14 @@ async fn bare_stream(
     // discards what h2 has not written yet: the close reply.)
     let mut io = ws.into_inner();
     let _ = io.send.send_data(bytes::Bytes::new(), true);
-    while let Some(Ok(_)) = io.recv.data().await {}
+    loop {
+        match io.recv.data().await {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return,
+            None => break,
+        }
+    }
+    io.seen.ended.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Starts the bare h2 server over TLS (ALPN `h2`), extended CONNECT on.
@@ -328,11 +347,11 @@ async fn start_bare(ca: &Ca) -> Server {
     let addr = listener.local_addr().unwrap();
     let seen = Seen::default();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(ca, &["h2"]));
-    let accepted = seen.accepted.clone();
+    let counters = seen.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            accepted.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
+            counters.accepted.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, counters) = (acceptor.clone(), counters.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -345,7 +364,7 @@ async fn start_bare(ca: &Ca) -> Server {
                     return;
                 };
                 while let Some(Ok((request, respond))) = conn.accept().await {
-                    tokio::spawn(bare_stream(request, respond));
+                    tokio::spawn(bare_stream(request, respond, counters.clone()));
                 }
             });
         }
@@ -618,9 +637,51 @@ async fn hundred_websockets_share_one_connection_and_a_reset_one_leaves_the_othe
     assert_eq!(addrs.len(), 101);
     assert!(addrs.iter().all(|a| *a == addrs[0]), "one local address");
     assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
+    // Each closing handshake ended its stream with END_STREAM.
+    let ended = &server.seen.ended;
+    wait_until("100 END_STREAMs", || ended.load(Ordering::SeqCst) == 100).await;
+    assert_eq!(server.seen.cancelled.load(Ordering::SeqCst), 0);
     // The connection still serves new WebSockets.
     let (mut ws, _) = conn.open_websocket("/echo").await.unwrap();
     echo_many(&mut ws, 7, 10, None).await;
+    assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Waits (at most 30 s: a guard against a hang) until `done`.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within 30 s"));
+}
+
+#[tokio::test]
+async fn dropping_a_websocket_resets_its_stream_with_cancel_and_spares_its_sibling() {
+    let ca = Ca::new("h2 test CA");
+    let server = start_bare(&ca).await;
+    let conn = trusting(&ca)
+        .connect_http2(&format!("wss://localhost:{}/", server.addr.port()))
+        .await
+        .unwrap();
+    let (mut dropped, _) = conn.open_websocket("/echo").await.unwrap();
+    let (mut sibling, _) = conn.open_websocket("/echo").await.unwrap();
+    echo_many(&mut dropped, 1, 10, None).await;
+    echo_many(&mut sibling, 2, 10, None).await;
+    drop(dropped);
+    let cancelled = &server.seen.cancelled;
+    wait_until("RST_STREAM(CANCEL)", || {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    echo_many(&mut sibling, 2, 100, None).await;
+    let answer = sibling.close(CloseCode::Normal, "").await.unwrap();
+    assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
+    let ended = &server.seen.ended;
+    wait_until("END_STREAM", || ended.load(Ordering::SeqCst) == 1).await;
     assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
 }
 
