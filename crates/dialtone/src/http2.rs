@@ -13,6 +13,8 @@
 //! for that origin). `ws://` stays HTTP/1.1 unless [`Http2::Only`] asks for
 //! cleartext HTTP/2 with prior knowledge (h2c).
 //!
+//! The blocking face ([`Dialer::dial_blocking`]) speaks HTTP/1.1 only.
+//!
 //! [`Dialer::connect_http2`] opens one HTTP/2 connection on which
 //! [`Http2Connection::open_websocket`] opens any number of WebSockets.
 //!
