@@ -169,10 +169,14 @@ impl AsyncWrite for H2Stream {
             // only tells of increases.
             let n = this.send.capacity().min(buf.len());
             if n > 0 {
-                return match this
+                let sent = this
                     .send
-                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
-                {
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false);
+                // What was reserved and not sent goes back to the connection:
+                // held by a stream with nothing to send (the WebSocket asks
+                // again when it has), it would hold back the others.
+                this.send.reserve_capacity(0);
+                return match sent {
                     Ok(()) => Poll::Ready(Ok(n)),
                     Err(e) => Poll::Ready(Err(this.why_gone(cx, Some(e)))),
                 };

@@ -122,6 +122,12 @@ fn router(seen: Seen) -> Router {
         .route("/reset/{after}", any(reset_after))
         .route("/flood", any(flood))
         .route(
+            "/moved",
+            any(|| async {
+                (StatusCode::TEMPORARY_REDIRECT, [("location", "/echo")]).into_response()
+            }),
+        )
+        .route(
             "/deny",
             any(|| async { (StatusCode::FORBIDDEN, "no entry").into_response() }),
         )
@@ -834,4 +840,15 @@ async fn a_refusal_over_http2_is_rejected_with_its_status_and_body() {
         conn.open_websocket("wss://elsewhere.test/echo").await,
         Err(Error::Url(_))
     ));
+}
+
+#[tokio::test]
+async fn a_redirect_over_http2_is_followed_on_the_same_connection() {
+    let ca = Ca::new("h2 test CA");
+    let server = start(Some(tls_config(&ca, &["h2"])), true).await;
+    let url = format!("wss://localhost:{}/moved", server.addr.port());
+    let (response, facts) = echo_round_trip(&trusting(&ca), &url).await;
+    assert_eq!(response.url.path(), "/echo");
+    assert_eq!(facts.version, Version::HTTP_2);
+    assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
 }
