@@ -301,10 +301,12 @@ async fn bare_stream(
         .path()
         .strip_prefix("/reset/")
         .and_then(|n| n.parse::<usize>().ok());
-    let answer = axum::http::Response::builder()
-        .status(status)
-        .body(())
-        .unwrap();
+    let mut answer = axum::http::Response::builder().status(status);
+    if request.uri().path() == "/bad-protocol" {
+        // A subprotocol the client did not offer.
+        answer = answer.header("sec-websocket-protocol", "not-offered");
+    }
+    let answer = answer.body(()).unwrap();
     let Ok(send) = respond.send_response(answer, !ok) else {
         return;
     };
@@ -850,5 +852,33 @@ async fn a_redirect_over_http2_is_followed_on_the_same_connection() {
     let (response, facts) = echo_round_trip(&trusting(&ca), &url).await;
     assert_eq!(response.url.path(), "/echo");
     assert_eq!(facts.version, Version::HTTP_2);
+    assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_bad_answer_fails_its_stream_only() {
+    let ca = Ca::new("h2 test CA");
+    let server = start_bare(&ca).await;
+    let conn = trusting(&ca)
+        .protocol("chat")
+        .connect_http2(&format!("wss://localhost:{}/", server.addr.port()))
+        .await
+        .unwrap();
+    let (mut sibling, _) = conn.open_websocket("/echo").await.unwrap();
+    match conn.open_websocket("/bad-protocol").await {
+        Err(Error::Handshake(dialtone::proto::HandshakeError::ProtocolNotOffered(p))) => {
+            assert_eq!(p, "not-offered")
+        }
+        other => panic!("expected ProtocolNotOffered, got {:?}", other.err()),
+    }
+    // The refused stream was reset; its sibling and the connection go on.
+    let cancelled = &server.seen.cancelled;
+    wait_until("RST_STREAM(CANCEL)", || {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    echo_many(&mut sibling, 4, 50, None).await;
+    let (mut another, _) = conn.open_websocket("/echo").await.unwrap();
+    echo_many(&mut another, 5, 50, None).await;
     assert_eq!(server.seen.accepted.load(Ordering::SeqCst), 1);
 }
