@@ -337,7 +337,9 @@ impl Dialer {
 
     /// Dials a `ws://` or `wss://` URL (through the proxy, if any), following
     /// redirects and answering a Digest challenge (see [`Dialer::auth`]);
-    /// the final URL is in [`Response::url`].
+    /// the final URL is in [`Response::url`]. With the `http2` feature, a
+    /// `wss://` dial may speak HTTP/2 (RFC 8441) instead, as
+    /// `Dialer::http2` says; [`Response::version`] tells which.
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
         let mut plan = DialPlan::new(self, url)?;
         let work = async {
