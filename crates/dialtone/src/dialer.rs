@@ -305,7 +305,7 @@ impl Dialer {
     /// Uses this rustls client config for `wss://` as is, instead of the one
     /// the options above build (they are then ignored, except
     /// [`Dialer::tls_server_name`]). The config should offer ALPN `http/1.1`
-    /// or nothing (or `h2` too, for [`Dialer::http2`]).
+    /// or nothing (or `h2` too, for `Dialer::http2`).
     pub fn tls_config(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
         self.tls.custom = Some(config);
         self

@@ -17,7 +17,7 @@
 //!
 //! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is;
 //! with the `http2` feature, the dialer also offers `h2` first on the
-//! dials that may speak RFC 8441 ([`Dialer::http2`](crate::Dialer::http2)).
+//! dials that may speak RFC 8441 (`Dialer::http2`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
