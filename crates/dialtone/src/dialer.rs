@@ -71,6 +71,10 @@ pub struct Dialer {
     tls: crate::tls::ClientTls,
     #[cfg(feature = "proxy")]
     proxy: crate::proxy::ProxySetting,
+    /// When to speak WebSockets over HTTP/2, and what was learnt of which
+    /// servers do not (see [`crate::http2`]).
+    #[cfg(feature = "http2")]
+    pub(crate) http2: crate::http2::Http2State,
 }
 
 /// Credentials sent with the handshake's `Authorization` header.
@@ -152,6 +156,8 @@ impl Default for Dialer {
             tls: crate::tls::ClientTls::default(),
             #[cfg(feature = "proxy")]
             proxy: crate::proxy::ProxySetting::default(),
+            #[cfg(feature = "http2")]
+            http2: crate::http2::Http2State::default(),
         }
     }
 }
@@ -342,7 +348,7 @@ impl Dialer {
     /// Uses this rustls client config for `wss://` as is, instead of the one
     /// the options above build (they are then ignored, except
     /// [`Dialer::tls_server_name`]). The config should offer ALPN `http/1.1`
-    /// or nothing.
+    /// or nothing (or `h2` too, for `Dialer::http2`).
     pub fn tls_config(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
         self.tls.custom = Some(config);
         self
@@ -378,14 +384,31 @@ impl Dialer {
     #[cfg(feature = "tokio")]
     /// Dials a `ws://` or `wss://` URL (through the proxy, if any), following
     /// redirects and answering a Digest challenge (see [`Dialer::auth`]);
-    /// the final URL is in [`Response::url`].
+    /// the final URL is in [`Response::url`]. With the `http2` feature, a
+    /// `wss://` dial may speak HTTP/2 (RFC 8441) instead, as
+    /// `Dialer::http2` says; [`Response::version`] tells which.
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
         let mut plan = DialPlan::new(self, url)?;
         let work = async {
+            // An HTTP/2 connection a refusal came over, for the next
+            // attempt (a Digest answer, a redirect) if it goes to the same origin.
+            #[cfg(feature = "http2")]
+            let mut h2 = None;
             loop {
                 let attempt = plan.attempt()?;
-                let transport = self.open_transport(&attempt.url).await?;
-                match self.exchange(transport, &attempt).await? {
+                #[cfg(feature = "http2")]
+                let exchange = match self.route(&attempt.url, &mut h2).await? {
+                    crate::http2::Route::H2(conn) => conn.exchange(&attempt).await?,
+                    crate::http2::Route::H1(transport) => {
+                        self.exchange(transport, &attempt).await?
+                    }
+                };
+                #[cfg(not(feature = "http2"))]
+                let exchange = {
+                    let transport = self.open_transport(&attempt.url, false).await?;
+                    self.exchange(transport, &attempt).await?
+                };
+                match exchange {
                     Exchange::Upgraded(upgraded) => {
                         plan.upgraded(&upgraded.1);
                         return Ok(*upgraded);
@@ -400,8 +423,12 @@ impl Dialer {
     }
 
     #[cfg(feature = "tokio")]
-    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`.
-    async fn open_transport(&self, url: &url::Url) -> Result<Transport> {
+    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`;
+    /// TLS offers ALPN `h2` too if `h2`.
+    pub(crate) async fn open_transport(&self, url: &url::Url, h2: bool) -> Result<Transport> {
+        // ALPN is TLS's: h2c needs no offer.
+        #[cfg(not(feature = "tls"))]
+        let _ = h2;
         let (_, _, port) = target(url)?;
         let host = connect_host(url)?;
         no_tls_check(url)?;
@@ -417,7 +444,7 @@ impl Dialer {
         let tcp = connect(&host, port).await?;
         #[cfg(feature = "tls")]
         if url.scheme() == "wss" {
-            let tls = self.tls.connect(tcp, &host).await?;
+            let tls = self.tls.connect(tcp, &host, h2).await?;
             return Ok(Transport::TlsClient(Box::new(tls)));
         }
         Ok(Transport::Tcp(tcp))
@@ -506,6 +533,16 @@ impl Dialer {
 
     pub(crate) fn allows_downgrade(&self) -> bool {
         self.allow_downgrade
+    }
+
+    #[cfg(feature = "http2")]
+    pub(crate) fn config_ref(&self) -> &Config {
+        &self.config
+    }
+
+    #[cfg(feature = "http2")]
+    pub(crate) fn timeout_value(&self) -> Duration {
+        self.timeout
     }
 
     #[cfg(feature = "tokio")]

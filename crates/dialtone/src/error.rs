@@ -95,6 +95,14 @@ pub enum Error {
     /// a key that does not match its certificate, a bad server name.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// WebSockets over HTTP/2 (RFC 8441) could not be used: the server did
+    /// not agree to HTTP/2 (ALPN), did not enable extended CONNECT
+    /// (`SETTINGS_ENABLE_CONNECT_PROTOCOL`), or the HTTP/2 connection
+    /// failed. Only when HTTP/2 was required (`Http2::Only`,
+    /// `Dialer::connect_http2`) or already in use: otherwise the dialer
+    /// falls back to HTTP/1.1.
+    #[error("HTTP/2: {0}")]
+    Http2(String),
     #[cfg(feature = "proxy")]
     #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
     /// The proxy could not be reached, or refused or failed to open the

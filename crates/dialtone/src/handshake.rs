@@ -35,7 +35,7 @@ use crate::error::{Error, Rejection, Result};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    /// Status line and headers (status is always 101 here).
+    /// Status line and headers (status 101 over HTTP/1.1, 200 over HTTP/2).
     pub head: ResponseHead,
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
@@ -43,6 +43,9 @@ pub struct Response {
     pub deflate: Option<dialtone_proto::Agreed>,
     /// The URL finally dialed, after redirects.
     pub url: url::Url,
+    /// The HTTP version of the handshake: HTTP/1.1 (`101`), or HTTP/2
+    /// (RFC 8441 extended CONNECT, `200`).
+    pub version: dialtone_proto::http::Version,
 }
 
 /// Reads of a handshake head go in pieces of this size.
@@ -135,6 +138,7 @@ impl<'a> ClientStep<'a> {
             protocol: negotiated.protocol,
             deflate: negotiated.deflate,
             url: self.url.clone(),
+            version: dialtone_proto::http::Version::HTTP_11,
         };
         Ok(Some(ClientOutcome::Upgraded(Box::new((conn, response)))))
     }

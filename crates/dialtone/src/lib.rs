@@ -8,8 +8,9 @@
 //! [`stream_mode`] (a WebSocket as a byte stream), [`tls`], [`proxy`],
 //! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
 //! [`limits`] (connection limits per server and per address),
-//! [`message`], [`handshake`] and [`error`]. A room whose flag is off in
-//! this build links to the [feature flags](#feature-flags).
+//! [`message`], [`handshake`] and [`error`]; with the `http2` flag (on by
+//! default), `http2` (WebSockets over HTTP/2, RFC 8441). A room whose flag
+//! is off in this build links to the [feature flags](#feature-flags).
 //!
 #![cfg_attr(
     not(feature = "tokio"),
@@ -43,7 +44,11 @@ mod digest;
 #[cfg(any(feature = "tokio", feature = "blocking"))]
 mod driver;
 pub mod error;
+#[cfg(feature = "http2")]
+mod h2_stream;
 pub mod handshake;
+#[cfg(feature = "http2")]
+pub mod http2;
 pub mod limits;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -72,6 +77,8 @@ pub use cookies::CookieJar;
 pub use dialer::{Auth, Dialer};
 pub use error::{Error, Rejection, Result};
 pub use handshake::{Acceptor, Response};
+#[cfg(feature = "http2")]
+pub use http2::{Http2, Http2Connection};
 #[cfg(feature = "tokio")]
 pub use listener::{accept, Accepted, HttpRequest, Incoming, Listener, Upgraded};
 pub use message::Message;

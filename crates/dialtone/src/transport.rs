@@ -1,6 +1,7 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
-//! plain TCP, or TLS over TCP (see [`tls`]) — so that `ws://`
-//! and `wss://` connections have one type. A proxied connection is the
+//! plain TCP, TLS over TCP (see [`tls`]), or (feature `http2`) one stream
+//! of an HTTP/2 connection — so that `ws://` and `wss://` connections have
+//! one type. A proxied connection is the
 //! tunnel's TCP stream to the proxy. `connect` opens the TCP stream the
 //! dialer and the proxies start from.
 //!
@@ -39,6 +40,10 @@ pub enum Transport {
     /// TLS over TCP, accepted by a [`Listener`](crate::Listener) with TLS.
     #[cfg(feature = "tls")]
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// One stream of an HTTP/2 connection (RFC 8441), dialed; the
+    /// connection (TLS, or cleartext h2c) may carry other WebSockets.
+    #[cfg(feature = "http2")]
+    H2(Box<crate::h2_stream::H2Stream>),
 }
 
 /// Applies `$e` to the inner stream of every variant.
@@ -50,25 +55,46 @@ macro_rules! each {
             Transport::TlsClient($s) => $e,
             #[cfg(feature = "tls")]
             Transport::TlsServer($s) => $e,
+            #[cfg(feature = "http2")]
+            Transport::H2($s) => $e,
         }
     };
 }
 
 impl Transport {
-    /// The TCP stream under any layers.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP stream under any layers; `None` for an HTTP/2 stream, whose
+    /// TCP connection is shared with other streams and owned by its task.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Tcp(s) => s,
+            Transport::Tcp(s) => Some(s),
             #[cfg(feature = "tls")]
-            Transport::TlsClient(s) => s.get_ref().0,
+            Transport::TlsClient(s) => Some(s.get_ref().0),
             #[cfg(feature = "tls")]
-            Transport::TlsServer(s) => s.get_ref().0,
+            Transport::TlsServer(s) => Some(s.get_ref().0),
+            #[cfg(feature = "http2")]
+            Transport::H2(_) => None,
         }
     }
 
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Transport::Tcp(_))
+        match self {
+            Transport::Tcp(_) => false,
+            #[cfg(feature = "tls")]
+            Transport::TlsClient(_) | Transport::TlsServer(_) => true,
+            #[cfg(feature = "http2")]
+            Transport::H2(s) => s.info().tls,
+        }
+    }
+
+    /// The HTTP version the WebSocket's handshake used: HTTP/2 for a
+    /// stream of an HTTP/2 connection, else HTTP/1.1.
+    pub fn http_version(&self) -> dialtone_proto::http::Version {
+        match self {
+            #[cfg(feature = "http2")]
+            Transport::H2(_) => dialtone_proto::http::Version::HTTP_2,
+            _ => dialtone_proto::http::Version::HTTP_11,
+        }
     }
 
     /// The certificates the peer presented (leaf first): the server's when
@@ -79,6 +105,8 @@ impl Transport {
             Transport::Tcp(_) => None,
             Transport::TlsClient(s) => s.get_ref().1.peer_certificates(),
             Transport::TlsServer(s) => s.get_ref().1.peer_certificates(),
+            #[cfg(feature = "http2")]
+            Transport::H2(s) => s.info().certificates.as_deref(),
         }
     }
 
@@ -89,17 +117,41 @@ impl Transport {
             Transport::Tcp(_) => None,
             Transport::TlsClient(s) => s.get_ref().1.alpn_protocol(),
             Transport::TlsServer(s) => s.get_ref().1.alpn_protocol(),
+            #[cfg(feature = "http2")]
+            Transport::H2(s) => s.info().alpn.as_deref(),
         }
     }
 
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
+        match self.tcp() {
+            Some(tcp) => tcp.local_addr(),
+            #[cfg(feature = "http2")]
+            None if matches!(self, Transport::H2(_)) => known(self, |i| i.local),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// The peer's address (for a proxied connection, the proxy's).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+        match self.tcp() {
+            Some(tcp) => tcp.peer_addr(),
+            #[cfg(feature = "http2")]
+            None if matches!(self, Transport::H2(_)) => known(self, |i| i.peer),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// An address an HTTP/2 stream's connection noted when it was opened.
+#[cfg(feature = "http2")]
+fn known(
+    transport: &Transport,
+    pick: impl Fn(&crate::h2_stream::ConnectionInfo) -> Option<SocketAddr>,
+) -> io::Result<SocketAddr> {
+    match transport {
+        Transport::H2(s) => pick(s.info()).ok_or_else(|| io::ErrorKind::NotConnected.into()),
+        _ => Err(io::ErrorKind::NotConnected.into()),
     }
 }
 
