@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use dialtone::http::{Request, StatusCode};
 use dialtone::limits::ConnectionLimits;
 use dialtone::{
-    Accepted, Acceptor, CloseFrame, Incoming, Listener, Message, Origin, OriginPolicy, ServerTls,
-    Transport, WebSocket,
+    Accepted, Acceptor, CloseFrame, Incoming, Listener, Message, Origin, ServerTls, Transport,
+    WebSocket,
 };
 use tracing::{debug, info, warn};
 
@@ -27,6 +27,7 @@ mod broadcast_lines;
 mod cgi;
 mod exec;
 mod http;
+mod origin;
 mod self_signed;
 
 /// `dialtone serve --help`, above the options.
@@ -167,8 +168,11 @@ pub(crate) struct ServeArgs {
     /// (`scheme://host[:port]`, repeatable). By default a browser's
     /// handshake is accepted only from a page served from the host and
     /// port it was sent to (as --web's is); clients that send no Origin
-    /// (those that are not browsers) are always accepted. Example:
-    /// `--allow-origin https://app.example.com`.
+    /// (those that are not browsers) are always accepted. On a loopback
+    /// address, a browser's handshake must also name a loopback host
+    /// (localhost, 127.0.0.1, …) unless its origin is listed here: a page
+    /// whose name was made to resolve to 127.0.0.1 (DNS rebinding) is
+    /// refused. Example: `--allow-origin https://app.example.com`.
     #[arg(long, value_name = "ORIGIN", value_parser = origin)]
     allow_origin: Vec<Origin>,
     /// Accept WebSocket handshakes from pages of any site: any page open
@@ -227,17 +231,31 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let procs = program
         .as_ref()
         .map(|_| exec::Procs::new(nonzero(args.max_procs)));
+    let listener = Listener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let hosts = origin::LoopbackHosts::for_listener(
+        listener.local_addr()?.ip(),
+        args.allow_any_origin,
+        &args.allow_origin,
+    );
     let mut acceptor = Acceptor::new()
         .config(config(&args.deflate))
         .write_timeout(args.write_timeout)
-        .origin_policy(origin_policy(&args));
-    if let Some(procs) = procs.clone() {
-        acceptor = acceptor.on_request(move |_, _| procs.check().map(|()| None));
+        .origin_policy(origin::policy(args.allow_any_origin, &args.allow_origin));
+    if hosts.is_some() || procs.is_some() {
+        let procs = procs.clone();
+        acceptor = acceptor.on_request(move |request, _| {
+            if let Some(hosts) = &hosts {
+                hosts.check(request)?;
+            }
+            if let Some(procs) = &procs {
+                procs.check()?;
+            }
+            Ok(None)
+        });
     }
-    let mut listener = Listener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?
-        .with_acceptor(acceptor);
+    let mut listener = listener.with_acceptor(acceptor);
     let mut self_signed = None;
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -327,21 +345,6 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
 /// `0` is no limit.
 fn nonzero(n: usize) -> Option<usize> {
     (n != 0).then_some(n)
-}
-
-/// `--allow-origin`, `--allow-any-origin`, or the same host only.
-fn origin_policy(args: &ServeArgs) -> OriginPolicy {
-    if args.allow_any_origin {
-        OriginPolicy::any()
-    } else if args.allow_origin.is_empty() {
-        OriginPolicy::same_host()
-    } else {
-        let listed: Vec<String> = args.allow_origin.iter().map(Origin::to_string).collect();
-        // Parsed already by clap: these are origins.
-        OriginPolicy::allow_list(&listed)
-            .unwrap_or_else(|_| OriginPolicy::same_host())
-            .or_same_host(true)
-    }
 }
 
 /// SIGINT and SIGTERM, caught.

@@ -222,6 +222,63 @@ async fn allow_origin_lets_the_listed_sites_in_and_keeps_the_servers_own_pages()
     }
 }
 
+/// The status a handshake written by hand, with these `Host` and `Origin`
+/// headers, is answered with.
+async fn handshake_status(addr: SocketAddr, host: &str, origin: Option<&str>) -> u16 {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(PATIENCE, tcp.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert_eq!(n, 1, "the connection ended before a status line");
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&head).into_owned();
+    line[9..12]
+        .parse()
+        .unwrap_or_else(|_| panic!("status line {line:?}"))
+}
+
+#[tokio::test]
+async fn a_dns_rebinding_page_is_refused_on_a_loopback_listener() {
+    let server = Server::start(&["--echo"]);
+    let port = server.addr.port();
+    // evil.example made to resolve to 127.0.0.1: its page is "same host".
+    let rebound = format!("evil.example:{port}");
+    let page = format!("http://evil.example:{port}");
+    assert_eq!(
+        handshake_status(server.addr, &rebound, Some(&page)).await,
+        403
+    );
+    server
+        .wait_for_log(&["refused", "\"evil.example", "DNS rebinding"])
+        .await;
+    // The loopback names pass; a client that is not a browser passes.
+    let local = format!("localhost:{port}");
+    let local_page = format!("http://localhost:{port}");
+    assert_eq!(
+        handshake_status(server.addr, &local, Some(&local_page)).await,
+        101
+    );
+    assert_eq!(handshake_status(server.addr, &rebound, None).await, 101);
+    // A listed origin may use any name.
+    let listed = Server::start(&["--echo", "--allow-origin", "http://evil.example:8000"]);
+    let rebound = format!("evil.example:{}", listed.addr.port());
+    assert_eq!(
+        handshake_status(listed.addr, &rebound, Some("http://evil.example:8000")).await,
+        101
+    );
+}
+
 #[tokio::test]
 async fn allow_any_origin_accepts_every_site() {
     let server = Server::start(&["--echo", "--allow-any-origin"]);
