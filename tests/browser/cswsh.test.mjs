@@ -12,7 +12,9 @@
 //
 // Checked: the other site's page is refused by DEFAULT (the page sees the
 // failure, the server logs the origin, the command never starts: no
-// MARKER_B); the same page served by DEFAULT itself, and DEFAULT's --web
+// MARKER_B); so is a DNS-rebinding page (Chromium resolves evil.test to
+// 127.0.0.1, so http://evil.test:PORT_B/ is "the same host" to the Origin
+// check, and the Host check of a loopback listener refuses it); the same page served by DEFAULT itself, and DEFAULT's --web
 // console, connect (and MARKER_B appears); the other site's page connects
 // to ALLOWED (and MARKER_C appears).
 //
@@ -81,6 +83,9 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    // DNS rebinding, simulated: evil.test is 127.0.0.1 (nothing else is
+    // resolved differently, and nothing leaves loopback).
+    "--host-resolver-rules=MAP evil.test 127.0.0.1",
   ],
 });
 try {
@@ -113,6 +118,25 @@ try {
   check("the server logged which origin it refused (403)", () =>
     assert.match(refusal, /status=403/),
   );
+  // 1b. A page whose name resolves to this machine (DNS rebinding): its
+  // origin is the host it dials, so only the Host check stops it.
+  const port = defaultAddr.split(":").pop();
+  const rebound = await probe(
+    `http://evil.test:${port}/cswsh.html`,
+    `ws://evil.test:${port}/`,
+  );
+  console.log(`rebinding page: ${JSON.stringify(rebound)}`);
+  check("a DNS-rebinding page (same origin as its target) is refused too", () => {
+    assert.equal(rebound.origin, `http://evil.test:${port}`);
+    assert.equal(rebound.opened, false);
+    assert.equal(rebound.close?.code, 1006);
+  });
+  const rebinding = await waitForLog(
+    defaultLog,
+    /refused: Host "evil\.test:.*DNS rebinding/,
+    "the Host refusal",
+  );
+  console.log(`server: ${rebinding}`);
   // Time enough for a command to have started, had it been let in.
   await new Promise((r) => setTimeout(r, 1000));
   check("the command never started (no marker file)", () =>
