@@ -189,7 +189,8 @@ pub(crate) struct ServeArgs {
     max_connections: usize,
     /// Connections open at once from one client address (an IPv6 client
     /// by its /64); past it a new one is answered 429 with Retry-After.
-    /// 0: no limit. Example: `--max-connections-per-ip 16`.
+    /// 0: no limit (behind a reverse proxy, every client has its address).
+    /// Example: `--max-connections-per-ip 16`.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_connections_per_ip: usize,
     /// Seconds a plain HTTP answer (--static, --web, a refusal) may wait

@@ -279,6 +279,99 @@ async fn a_dns_rebinding_page_is_refused_on_a_loopback_listener() {
     );
 }
 
+/// A program from a Debian package, found on PATH or in the sbin dirs; a
+/// missing one fails the test and says how to get it.
+fn require(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{program}` not found: this test needs the Debian package `{package}`; \
+                 `cargo xtask test` installs it (or: apt-get install -y \
+                 --no-install-recommends {package})"
+            )
+        })
+}
+
+/// HAProxy with `docs/deploy/haproxy.cfg` (its two addresses replaced) in
+/// front of `backend`; its port. Killed when the guard drops.
+struct Haproxy {
+    child: Child,
+    port: u16,
+}
+
+impl Haproxy {
+    async fn start(backend: SocketAddr, dir: &Path) -> Haproxy {
+        let haproxy = require("haproxy", "haproxy");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy/haproxy.cfg");
+        let conf = std::fs::read_to_string(&file).expect("docs/deploy/haproxy.cfg");
+        for from in ["bind 127.0.0.1:8081", "server dialtone1 127.0.0.1:9001"] {
+            assert_eq!(conf.matches(from).count(), 1, "haproxy.cfg: {from}");
+        }
+        let conf = conf
+            .replace("bind 127.0.0.1:8081", &format!("bind 127.0.0.1:{port}"))
+            .replace(
+                "server dialtone1 127.0.0.1:9001",
+                &format!("server dialtone1 {backend}"),
+            );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, conf).expect("write haproxy.cfg");
+        let child = Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "haproxy never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Haproxy { child, port }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_sites_page_through_a_reverse_proxy_is_let_in_on_a_loopback_listener() {
+    let server = Server::start(&["--echo"]);
+    let dir = scratch("haproxy");
+    let proxy = Haproxy::start(server.addr, &dir).await;
+    let front: SocketAddr = ([127, 0, 0, 1], proxy.port).into();
+    // The site's page, through the proxy: Host is the site's name, and
+    // the proxy adds X-Forwarded-For.
+    let host = format!("ws.example.test:{}", proxy.port);
+    let page = format!("http://{host}");
+    assert_eq!(handshake_status(front, &host, Some(&page)).await, 101);
+    // The very same request straight to serve is a rebinding page's.
+    assert_eq!(handshake_status(server.addr, &host, Some(&page)).await, 403);
+    // Through the proxy, the Origin check still holds.
+    let other = "http://evil.example";
+    assert_eq!(handshake_status(front, &host, Some(other)).await, 403);
+}
+
 #[tokio::test]
 async fn allow_any_origin_accepts_every_site() {
     let server = Server::start(&["--echo", "--allow-any-origin"]);

@@ -13,10 +13,17 @@
 //! names another host is refused, unless `--allow-origin` lists its
 //! origin. Clients that send no `Origin` are not browsers and are not
 //! concerned.
+//!
+//! Nor are handshakes a reverse proxy forwards (nginx or HAProxy on the
+//! same machine, `docs/DEPLOY.md`): those carry the site's real name in
+//! `Host`, and the proxy says it is there with `Forwarded`,
+//! `X-Forwarded-For` or `X-Real-IP`, which a page cannot add to its
+//! WebSocket handshake (the browser API takes no headers). The Origin
+//! check still applies to them.
 
 use std::net::IpAddr;
 
-use dialtone::http::header::{HOST, ORIGIN};
+use dialtone::http::header::{HeaderName, FORWARDED, HOST, ORIGIN};
 use dialtone::http::{Request, StatusCode};
 use dialtone::{Origin, OriginPolicy, Reject};
 
@@ -62,7 +69,7 @@ impl LoopbackHosts {
             .ok()
             .and_then(|o| Origin::parse(o.trim()).ok())
             .is_some_and(|o| self.listed.contains(&o));
-        if listed {
+        if listed || from_a_proxy(request) {
             return Ok(());
         }
         let host = request
@@ -83,6 +90,15 @@ impl LoopbackHosts {
             ),
         ))
     }
+}
+
+/// Whether a reverse proxy says it forwarded the request (see the module
+/// docs).
+fn from_a_proxy(request: &Request<()>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(FORWARDED)
+        || headers.contains_key(HeaderName::from_static("x-forwarded-for"))
+        || headers.contains_key(HeaderName::from_static("x-real-ip"))
 }
 
 /// The host of a `Host` header, without its port (and an IPv6 address
@@ -153,6 +169,19 @@ mod tests {
         }
         // No Origin: not a browser.
         assert!(check().check(&request("evil.example:9001", None)).is_ok());
+    }
+
+    #[test]
+    fn a_handshake_a_reverse_proxy_forwards_keeps_its_sites_name() {
+        for proxy_header in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let r = Request::get("/")
+                .header(HOST, "ws.example.com")
+                .header(ORIGIN, "https://ws.example.com")
+                .header(proxy_header, "for=198.51.100.7")
+                .body(())
+                .unwrap();
+            assert!(check().check(&r).is_ok(), "{proxy_header}");
+        }
     }
 
     #[test]
