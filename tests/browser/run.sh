@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Real-browser test: Debian's Chromium (headless), driven by playwright-core,
-# loads the console page of `dialtone serve --web --echo` and talks to it
-# (see console.test.mjs). Installs chromium with apt-get if it is missing
-# and playwright-core with `npm ci` (never a browser download). The server
-# log and the screenshot are kept in $TARGET/browser/.
+# Real-browser tests: Debian's Chromium (headless), driven by playwright-core,
+#   console.test.mjs  loads the console page of `dialtone serve --web --echo`
+#                     and talks to it;
+#   cswsh.test.mjs    has a page of another origin (a server on 127.0.0.2)
+#                     try a WebSocket to `dialtone serve --exec` on 127.0.0.1:
+#                     refused by default, let in by --allow-origin.
+# Installs chromium with apt-get if it is missing and playwright-core with
+# `npm ci` (never a browser download). The server logs and the screenshot
+# are kept in $TARGET/browser/. DIALTONE_BIN picks the binary under test
+# (default: target/release/dialtone, built if missing).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -26,7 +31,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
-bin="$target/release/dialtone"
+bin="${DIALTONE_BIN:-$target/release/dialtone}"
 if [[ ! -x "$bin" ]]; then
   (cd "$root" && cargo build --release -j2 -p dialtone-cli)
 fi
@@ -36,19 +41,48 @@ cd "$here"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 npm ci --no-audit --no-fund --loglevel=error
 
-log="$out/server.log"
-: >"$log"
-"$bin" -v serve 127.0.0.1:0 --echo --web 2>"$log" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+servers=()
+trap 'for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done' EXIT
 
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed -n 's|^listening on ws://\(.*\)/$|\1|p' "$log")"
-  [[ -n "$addr" ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-[[ -n "$addr" ]] || { echo "the server did not start"; cat "$log"; exit 1; }
+# start LOG ARGS…: runs `dialtone ARGS…` with its stderr in LOG and sets
+# $addr to the address it says it listens on.
+start() {
+  local log="$1"
+  shift
+  : >"$log"
+  "$bin" "$@" </dev/null 2>"$log" &
+  local pid=$!
+  servers+=("$pid")
+  addr=""
+  for _ in $(seq 100); do
+    addr="$(sed -n 's|^listening on ws://\(.*\)/$|\1|p' "$log")"
+    [[ -n "$addr" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.1
+  done
+  echo "the server did not start: $*"
+  cat "$log"
+  exit 1
+}
 
-node console.test.mjs "http://$addr/" "$log" "$out"
+echo "# console.test.mjs"
+start "$out/server.log" -v serve 127.0.0.1:0 --echo --web
+node console.test.mjs "http://$addr/" "$out/server.log" "$out"
+
+echo "# cswsh.test.mjs"
+pages="$here/pages"
+marker_b="$out/cswsh-default.marker"
+marker_c="$out/cswsh-allowed.marker"
+rm -f "$marker_b" "$marker_c"
+# The other site: any static server on another loopback address.
+start "$out/cswsh-site.log" -v serve 127.0.0.2:0 --echo --static "$pages"
+site="$addr"
+# Each command leaves a marker file, then echoes: the marker says it ran.
+start "$out/cswsh-default.log" -v serve 127.0.0.1:0 --web --static "$pages" \
+  --exec sh -c 'touch "$0"; exec cat' "$marker_b"
+default="$addr"
+start "$out/cswsh-allowed.log" -v serve 127.0.0.1:0 --allow-origin "http://$site" \
+  --exec sh -c 'touch "$0"; exec cat' "$marker_c"
+allowed="$addr"
+node cswsh.test.mjs "http://$site/" "$default" "$out/cswsh-default.log" "$marker_b" \
+  "$allowed" "$out/cswsh-allowed.log" "$marker_c"

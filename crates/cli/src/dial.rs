@@ -13,6 +13,7 @@
 //! [`AtEof`]): for `-n` messages, for `--linger` of quiet, or for ever with
 //! `--no-close`.
 
+use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,7 +78,8 @@ Examples:
   printf 'a\\nb\\n' | dialtone dial -n 2 ws://127.0.0.1:9001/   # waits for 2 replies
   dialtone dial --linger 2 ws://127.0.0.1:9001/ < requests.txt  # a slow server
   echo subscribe | dialtone dial --no-close ws://127.0.0.1:9001/feed   # until it closes
-  dialtone dial --exec 'sed -u s/^/got:/' ws://127.0.0.1:9001/  # a command talks
+  dialtone dial ws://127.0.0.1:9001/ --exec sed -u s/^/got:/   # a command talks
+  dialtone dial ws://127.0.0.1:9001/ --exec-shell 'echo hi; read r; echo \"$r\" >&2'
   dialtone dial -H 'Authorization: Bearer t0k3n' --protocol chat --user-agent me/1 URL
   dialtone dial --proxy socks5h://127.0.0.1:1080 --timeout 5 --max-redirects 0 URL
   dialtone dial --cacert ca.pem --cert me.pem --key me.key wss://127.0.0.1:9443/
@@ -155,18 +157,37 @@ pub(crate) struct DialArgs {
     /// --no-close URL`.
     #[arg(long, conflicts_with = "count")]
     no_close: bool,
-    /// Run CMD with `sh -c` in place of stdin and stdout: each line it
-    /// prints is sent as a text message, each text or binary message
-    /// received is written to its stdin as a line. When its output ends,
-    /// the connection is closed with --close; when the server closes, its
-    /// stdin is closed and it has --exec-grace to exit (then SIGTERM, then
-    /// SIGKILL). Example: `--exec 'while read l; do echo "got $l"; done'`.
-    #[arg(long, value_name = "CMD", conflicts_with_all = ["echo", "binary", "jsonl", "count", "no_close"])]
-    exec: Option<String>,
+    /// Run PROGRAM with ARGS (directly, no shell) in place of stdin and
+    /// stdout: each line it prints is sent as a text message, each text or
+    /// binary message received is written to its stdin as a line. Every
+    /// argument after --exec is the command's, so it comes last. When its
+    /// output ends, the connection is closed with --close; when the server
+    /// closes, its stdin is closed and it has --exec-grace to exit (then
+    /// SIGTERM, then SIGKILL). Example: `dialtone dial URL --exec sed -u
+    /// s/^/got:/`.
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        group = "command",
+        conflicts_with_all = ["echo", "binary", "jsonl", "count", "no_close"]
+    )]
+    exec: Option<Vec<OsString>>,
+    /// Like --exec, but CMD is a shell command line run with `sh -c`
+    /// (pipes, redirections, variables). Example: `--exec-shell 'while
+    /// read l; do echo "got $l"; done'`.
+    #[arg(
+        long,
+        value_name = "CMD",
+        group = "command",
+        conflicts_with_all = ["echo", "binary", "jsonl", "count", "no_close"]
+    )]
+    exec_shell: Option<String>,
     /// Seconds the --exec command has to exit by itself once the server has
     /// closed (and its stdin is closed), before SIGTERM; as long again
     /// after SIGTERM before SIGKILL. Example: `--exec-grace 5`.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds_or_zero, requires = "exec")]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds_or_zero, requires = "command")]
     exec_grace: Duration,
     /// Offer a subprotocol (repeatable).
     #[arg(long = "protocol")]
@@ -316,6 +337,10 @@ fn close_frame(s: &str) -> Result<CloseFrame, String> {
 }
 
 pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
+    let program = crate::exec::Program::from_args(args.exec.as_deref(), args.exec_shell.as_deref());
+    if let Some(program) = &program {
+        program.check()?;
+    }
     let mut dialer = dialer(&args)?;
     let jar = match &args.cookie_jar {
         Some(path) => {
@@ -358,7 +383,7 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
         };
         return Ok(exit::code(stream_binary(ws, at_eof).await?));
     }
-    let at_eof = if args.exec.is_some() {
+    let at_eof = if program.is_some() {
         // The command is done talking; what arrives now has nowhere to go.
         AtEof::Close
     } else if args.count.is_some() || args.no_close {
@@ -373,9 +398,9 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
         count: args.count,
         at_eof,
     };
-    if let Some(cmd) = &args.exec {
-        let env = [("DIALTONE_URL", response.url.to_string())];
-        let (child, stdin, stdout) = crate::exec::spawn(cmd, &env)?;
+    if let Some(program) = &program {
+        let env = [("DIALTONE_URL".into(), response.url.to_string().into())];
+        let (child, stdin, stdout) = crate::exec::spawn(program, crate::exec::Env::Inherit(&env))?;
         session.report.open(&response);
         let (lines_tx, lines) = mpsc::channel(16);
         tokio::spawn(crate::exec::stdout_to_lines(stdout, lines_tx));

@@ -7,8 +7,11 @@
 //! SIGTERM, the same grace again, and only then SIGKILL. A filter such as
 //! `cat` or `sed` is thus never killed in the middle of its work.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -23,27 +26,127 @@ use tokio::sync::mpsc;
 /// The longest line sent as one message; a longer one goes in pieces.
 pub(crate) const MAX_LINE: u64 = 1 << 20;
 
-/// Starts `sh -c CMD` with piped stdin and stdout (stderr is ours) and the
+/// The command `--exec` or `--exec-shell` runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Program {
+    /// `--exec PROGRAM ARGS…`: started directly (execve), each argument
+    /// passed as it is: nothing in them, or in what a peer sends, is ever
+    /// read by a shell.
+    Direct(Vec<OsString>),
+    /// `--exec-shell CMD`: `sh -c CMD`, for pipelines and redirections.
+    Shell(String),
+}
+
+impl Program {
+    /// The program of `--exec` or `--exec-shell` (clap lets at most one
+    /// through), if any.
+    pub(crate) fn from_args(direct: Option<&[OsString]>, shell: Option<&str>) -> Option<Program> {
+        match (direct, shell) {
+            (Some(argv), _) if !argv.is_empty() => Some(Program::Direct(argv.to_vec())),
+            (_, Some(cmd)) => Some(Program::Shell(cmd.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// Fails, before anything is served, if a `--exec` program cannot be
+    /// found on `PATH`: most likely a shell command line given to `--exec`
+    /// (`--exec 'sed -u s/^/x/'`), which is `--exec-shell`'s job now.
+    pub(crate) fn check(&self) -> Result<()> {
+        let Program::Direct(argv) = self else {
+            return Ok(());
+        };
+        let name = &argv[0];
+        if find_program(name).is_some() {
+            return Ok(());
+        }
+        let shown = name.to_string_lossy();
+        if shown.contains(char::is_whitespace) {
+            anyhow::bail!(
+                "--exec {shown:?}: no such program. --exec runs PROGRAM ARGS… without a shell \
+                 (write `--exec sed -u s/^/x/`, every argument after --exec is the command's); \
+                 for a shell command line use --exec-shell {shown:?}"
+            );
+        }
+        anyhow::bail!("--exec {shown:?}: no such program (looked in PATH)")
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Program::Direct(argv) => {
+                let words: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
+                write!(f, "{words:?}")
+            }
+            Program::Shell(cmd) => write!(f, "sh -c {cmd:?}"),
+        }
+    }
+}
+
+/// Where `name` is: itself if it has a `/`, else the first executable
+/// file of that name in `PATH` (as execvp looks).
+fn find_program(name: &OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(name);
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+}
+
+/// The environment a command starts with.
+pub(crate) enum Env<'a> {
+    /// Ours, plus these variables (`dial --exec`: the user's own command).
+    Inherit(&'a [(OsString, OsString)]),
+    /// Only these (`serve --exec`: nothing of the server's environment but
+    /// what `--passenv` names goes to a command that peers talk to).
+    Only(&'a [(OsString, OsString)]),
+}
+
+/// Starts `program` with piped stdin and stdout (stderr is ours) and the
 /// given environment.
-pub(crate) fn spawn(cmd: &str, env: &[(&str, String)]) -> Result<(Child, ChildStdin, ChildStdout)> {
-    let mut command = Command::new("sh");
+pub(crate) fn spawn(program: &Program, env: Env<'_>) -> Result<(Child, ChildStdin, ChildStdout)> {
+    let mut command = match program {
+        Program::Direct(argv) => {
+            let mut command = Command::new(&argv[0]);
+            command.args(&argv[1..]);
+            command
+        }
+        Program::Shell(cmd) => {
+            let mut command = Command::new("sh");
+            command.arg("-c").arg(cmd);
+            command
+        }
+    };
     command
-        .arg("-c")
-        .arg(cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // A backstop: every path stops and reaps it already.
         .kill_on_drop(true);
-    for (name, value) in env {
+    let vars = match env {
+        Env::Inherit(vars) => vars,
+        Env::Only(vars) => {
+            command.env_clear();
+            vars
+        }
+    };
+    for (name, value) in vars {
         command.env(name, value);
     }
     let mut child = command
         .spawn()
-        .with_context(|| format!("running {cmd:?}"))?;
+        .with_context(|| format!("running {program}"))?;
     match (child.stdin.take(), child.stdout.take()) {
         (Some(stdin), Some(stdout)) => Ok((child, stdin, stdout)),
-        _ => anyhow::bail!("{cmd:?}: no pipes to the command"),
+        _ => anyhow::bail!("{program}: no pipes to the command"),
     }
 }
 

@@ -44,7 +44,7 @@ enum Command {
     Demo,
     /// Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001).
     #[command(long_about = serve::LONG_ABOUT)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Dial URL; send each stdin line as a text message and print what
     /// arrives (or every event as JSON lines).
     #[command(long_about = dial::LONG_ABOUT)]
@@ -84,7 +84,7 @@ async fn main() -> ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Demo => demo::demo().await,
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Dial(args) => dial::dial(*args).await,
         Command::Bench(args) => bench::bench(*args).await,
         Command::Completions(args) => completions::completions(args),

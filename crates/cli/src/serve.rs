@@ -3,6 +3,7 @@
 //! ([`broadcast`]) or `--exec` ([`exec`]); `--static` and `--web` answer
 //! plain HTTP requests on the same port ([`http`]).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,32 +11,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use dialtone::http::Request;
+use dialtone::http::{Request, StatusCode};
+use dialtone::limits::ConnectionLimits;
 use dialtone::{
-    Accepted, Acceptor, CloseFrame, Incoming, Listener, Message, ServerTls, Transport, WebSocket,
+    Accepted, Acceptor, CloseFrame, Incoming, Listener, Message, Origin, ServerTls, Transport,
+    WebSocket,
 };
 use tracing::{debug, info, warn};
 
+use crate::exec::Program;
 use crate::{describe, server_config, DeflateArgs};
 
 mod broadcast;
 mod broadcast_lines;
+mod cgi;
 mod exec;
 mod http;
+mod origin;
 mod self_signed;
 
 /// `dialtone serve --help`, above the options.
 pub(crate) const LONG_ABOUT: &str = "\
 Listen for WebSocket connections on ADDR (e.g. 127.0.0.1:9001). What each
 connection gets is the mode:
-  (none)       what clients send is printed on stdout (\"PEER text \\\"…\\\"\"),
-               and each line of stdin is sent to every client connected
-  --echo       every message is sent back
-  --broadcast  every message goes to every client (a chat room)
-  --exec CMD   CMD runs for each connection, its stdin and stdout on it
+  (none)            what clients send is printed on stdout (\"PEER text \\\"…\\\"\"),
+                    and each line of stdin is sent to every client connected
+  --echo            every message is sent back
+  --broadcast       every message goes to every client (a chat room)
+  --exec PROG ARGS  PROG runs for each connection, its stdin and stdout on it
+  --exec-shell CMD  the same with `sh -c CMD`
 --static DIR and --web answer plain HTTP on the same port; --tls-cert and
 --tls-key, or --tls-self-signed, make it wss://. -v logs connections and
-closes on stderr.";
+closes on stderr.
+
+Safe by default (docs/SECURITY.md): browsers' handshakes are accepted only
+from pages of this same host and port (--allow-origin, --allow-any-origin);
+at most --max-connections connections, --max-connections-per-ip from one
+address, --max-procs commands; a plain HTTP answer that is not read within
+--write-timeout is dropped.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -44,17 +57,28 @@ Examples:
   dialtone serve 127.0.0.1:9001 --deflate-threshold 1024
   dialtone serve 0.0.0.0:9001 --broadcast --broadcast-queue 1048576
   dialtone -v serve 127.0.0.1:9001 --exec cat          # an echo through a command
-  dialtone serve 127.0.0.1:9001 --exec 'python3 bot.py' --exec-grace 5
+  dialtone serve 127.0.0.1:9001 --exec-grace 5 --exec python3 bot.py --room lobby
+  dialtone serve 127.0.0.1:9001 --exec-shell 'tr a-z A-Z | tee -a log'
+  dialtone serve 127.0.0.1:9001 --max-procs 16 --passenv PATH,HOME --exec ./bot
   dialtone serve 127.0.0.1:9001 --web --static ./public   # open http://127.0.0.1:9001/
+  dialtone serve 127.0.0.1:9001 --echo --allow-origin https://app.example.com
+  dialtone serve 0.0.0.0:9001 --echo --allow-any-origin   # a public echo
+  dialtone serve 0.0.0.0:9001 --echo --max-connections 10000 --max-connections-per-ip 16
+  dialtone serve 127.0.0.1:9001 --static ./big-files --write-timeout 30
   dialtone serve 127.0.0.1:9443 --echo --tls-cert chain.pem --tls-key key.pem
   dialtone serve 127.0.0.1:9443 --echo --tls-self-signed  # prints the dial line
 
---exec: when the client closes, its close is answered at once (RFC 6455 §7.1),
-CMD's stdin is closed and CMD has --exec-grace seconds to exit by itself, then
-SIGTERM, --exec-grace again, then SIGKILL. What it prints after the client's
-close cannot be sent and is dropped (-v logs how many lines). A client that
-wants CMD's answers waits for them before closing: `dialtone dial` does (see
---linger there).";
+--exec: every argument after --exec is the command's (it comes last). It runs
+without a shell; its environment is the request's, under websocketd's names
+(REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, REQUEST_METHOD,
+SCRIPT_NAME, PATH_INFO, QUERY_STRING, REQUEST_URI, HTTP_<HEADER> such as
+HTTP_ORIGIN, HTTPS with TLS), plus the --passenv variables and nothing else.
+When the client closes, its close is answered at once (RFC 6455 §7.1),
+the command's stdin is closed and it has --exec-grace seconds to exit by
+itself, then SIGTERM, --exec-grace again, then SIGKILL. What it prints after
+the client's close cannot be sent and is dropped (-v logs how many lines). A
+client that wants the command's answers waits for them before closing:
+`dialtone dial` does (see --linger there).";
 
 #[derive(clap::Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
@@ -74,19 +98,47 @@ pub(crate) struct ServeArgs {
     /// is closed as too slow (one message more is always let through).
     #[arg(long, value_name = "BYTES", default_value_t = broadcast::DEFAULT_QUEUE_BYTES, requires = "broadcast")]
     broadcast_queue: usize,
-    /// Run CMD with `sh -c` for each connection: each line it prints is
-    /// sent as a text message, each message received is written to its
-    /// stdin as a line. The connection closes when CMD exits (1000 if it
-    /// succeeded, 1011 if not). When the client closes, CMD's stdin is
-    /// closed and it has --exec-grace to exit (then SIGTERM, then SIGKILL);
-    /// what it prints after the client's close is dropped.
-    #[arg(long, value_name = "CMD", group = "mode")]
-    exec: Option<String>,
+    /// Run PROGRAM with ARGS for each connection, directly (execve, no
+    /// shell: nothing a client sends is ever read by one): each line it
+    /// prints is sent as a text message, each message received is written
+    /// to its stdin as a line. Every argument after --exec is the
+    /// command's, so it comes last. The connection closes when it exits
+    /// (1000 if it succeeded, 1011 if not). When the client closes, its
+    /// stdin is closed and it has --exec-grace to exit (then SIGTERM, then
+    /// SIGKILL); what it prints after the client's close is dropped. It
+    /// gets the request in its environment (REMOTE_ADDR, PATH_INFO,
+    /// QUERY_STRING, HTTP_ORIGIN, …, as websocketd). Example: `--exec
+    /// python3 bot.py --room lobby`.
+    #[arg(
+        long,
+        value_name = "PROGRAM",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        groups = ["mode", "command"]
+    )]
+    exec: Option<Vec<OsString>>,
+    /// Like --exec, but CMD is a shell command line run with `sh -c` (pipes,
+    /// redirections, `$QUERY_STRING`…); quote what comes from the request,
+    /// as in any shell script. Example: `--exec-shell 'grep --line-buffered
+    /// -i "$QUERY_STRING" | tee -a log'`.
+    #[arg(long, value_name = "CMD", groups = ["mode", "command"])]
+    exec_shell: Option<String>,
     /// Seconds a --exec command has to exit by itself once the client has
     /// closed (and its stdin is closed), before SIGTERM; as long again
-    /// after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::dial::seconds_or_zero, requires = "exec")]
+    /// after SIGTERM before SIGKILL. Example: `--exec-grace 5`.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::dial::seconds_or_zero, requires = "command")]
     exec_grace: Duration,
+    /// Commands (--exec, --exec-shell) running at once; past it, a
+    /// handshake is answered 503 with Retry-After (or, if it loses a race
+    /// for the last place, opened and closed with 1013 Try Again Later).
+    /// 0: no limit. The default is 4 per CPU. Example: `--max-procs 16`.
+    #[arg(long, value_name = "N", default_value_t = default_max_procs(), requires = "command")]
+    max_procs: usize,
+    /// The variables of serve's own environment that a command gets
+    /// (comma-separated); it gets no other, besides the request's.
+    /// Example: `--passenv PATH,HOME,LANG`.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', default_value = cgi::DEFAULT_PASSENV, requires = "command")]
+    passenv: Vec<String>,
     /// Also serve the files under DIR over plain HTTP (GET and HEAD of
     /// requests that do not ask for a WebSocket) on the same port.
     #[arg(long = "static", value_name = "DIR")]
@@ -112,6 +164,51 @@ pub(crate) struct ServeArgs {
     /// files.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_self_signed: bool,
+    /// Also accept WebSocket handshakes from pages of this origin
+    /// (`scheme://host[:port]`, repeatable). By default a browser's
+    /// handshake is accepted only from a page served from the host and
+    /// port it was sent to (as --web's is); clients that send no Origin
+    /// (those that are not browsers) are always accepted. On a loopback
+    /// address, a browser's handshake must also name a loopback host
+    /// (localhost, 127.0.0.1, …) unless its origin is listed here: a page
+    /// whose name was made to resolve to 127.0.0.1 (DNS rebinding) is
+    /// refused. Example: `--allow-origin https://app.example.com`.
+    #[arg(long, value_name = "ORIGIN", value_parser = origin)]
+    allow_origin: Vec<Origin>,
+    /// Accept WebSocket handshakes from pages of any site: any page open
+    /// in a browser on this machine (or, bound to a public address, on
+    /// the internet) can then talk to this server as its user. For public
+    /// services that rely on no cookie and no network position. Example:
+    /// `dialtone serve 0.0.0.0:9001 --echo --allow-any-origin`.
+    #[arg(long, conflicts_with = "allow_origin")]
+    allow_any_origin: bool,
+    /// Connections open at once, in all; past it a new one is answered 503
+    /// with Retry-After and closed, and those open go on. 0: no limit.
+    /// Example: `--max-connections 10000`.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 client
+    /// by its /64); past it a new one is answered 429 with Retry-After.
+    /// 0: no limit (behind a reverse proxy, every client has its address).
+    /// Example: `--max-connections-per-ip 16`.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_connections_per_ip: usize,
+    /// Seconds a plain HTTP answer (--static, --web, a refusal) may wait
+    /// for the client to take any of it before the connection is dropped:
+    /// a client that never reads cannot hold a response open. Example:
+    /// `--write-timeout 30`.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::dial::seconds)]
+    write_timeout: Duration,
+}
+
+/// `--max-procs`' default: 4 per CPU.
+fn default_max_procs() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--allow-origin https://app.example.com`.
+fn origin(s: &str) -> Result<Origin, String> {
+    Origin::parse(s).map_err(|e| e.to_string())
 }
 
 /// What to do with each WebSocket.
@@ -121,15 +218,45 @@ enum Mode {
     Print(broadcast_lines::Lines),
     Echo,
     Broadcast(Arc<broadcast::Hub>),
-    Exec(Arc<str>, Duration),
+    Exec(Arc<exec::Spec>),
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let addr = &args.addr;
-    let mut listener = Listener::bind(addr)
+    let program = Program::from_args(args.exec.as_deref(), args.exec_shell.as_deref());
+    if let Some(program) = &program {
+        program.check()?;
+    }
+    // Taken before the handshake's 101: past the limit a client is told
+    // 503 rather than let in and closed (see `exec::Procs`).
+    let procs = program
+        .as_ref()
+        .map(|_| exec::Procs::new(nonzero(args.max_procs)));
+    let listener = Listener::bind(addr)
         .await
-        .with_context(|| format!("binding {addr}"))?
-        .with_acceptor(Acceptor::new().config(server_config(&args.deflate)));
+        .with_context(|| format!("binding {addr}"))?;
+    let hosts = origin::LoopbackHosts::for_listener(
+        listener.local_addr()?.ip(),
+        args.allow_any_origin,
+        &args.allow_origin,
+    );
+    let mut acceptor = Acceptor::new()
+        .config(server_config(&args.deflate))
+        .write_timeout(args.write_timeout)
+        .origin_policy(origin::policy(args.allow_any_origin, &args.allow_origin));
+    if hosts.is_some() || procs.is_some() {
+        let procs = procs.clone();
+        acceptor = acceptor.on_request(move |request, _| {
+            if let Some(hosts) = &hosts {
+                hosts.check(request)?;
+            }
+            if let Some(procs) = &procs {
+                procs.check()?;
+            }
+            Ok(None)
+        });
+    }
+    let mut listener = listener.with_acceptor(acceptor);
     let mut self_signed = None;
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -152,11 +279,21 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Mode::Echo
     } else if args.broadcast {
         Mode::Broadcast(Arc::new(broadcast::Hub::new(args.broadcast_queue)))
-    } else if let Some(cmd) = &args.exec {
-        Mode::Exec(cmd.as_str().into(), args.exec_grace)
+    } else if let (Some(program), Some(procs)) = (program, procs) {
+        Mode::Exec(Arc::new(exec::Spec {
+            program,
+            grace: args.exec_grace,
+            parent_env: cgi::passed(&args.passenv),
+            tls: scheme == "wss",
+            procs,
+        }))
     } else {
         Mode::Print(broadcast_lines::Lines::from_stdin())
     };
+    let limits = ConnectionLimits::new(
+        nonzero(args.max_connections),
+        nonzero(args.max_connections_per_ip),
+    );
     let local = listener.local_addr()?;
     eprintln!("listening on {scheme}://{local}/");
     if let Some(made) = &self_signed {
@@ -184,14 +321,31 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        let peer = incoming.peer_addr();
+        let permit = match limits.try_acquire(peer.ip()) {
+            Ok(permit) => permit,
+            Err(reject) => {
+                warn!(%peer, status = reject.status.as_u16(), "refused: {}", reject.reason);
+                // Bounded by the write timeout (and, with TLS, the
+                // handshake timeout): the accept loop never waits on it.
+                tokio::spawn(incoming.refuse(reject));
+                continue;
+            }
+        };
         let (mode, site) = (mode.clone(), site.clone());
         tokio::spawn(async move {
-            let peer = incoming.peer_addr();
+            // Held as long as the connection lasts.
+            let _permit = permit;
             if let Err(e) = serve_one(incoming, mode, site).await {
                 warn!(%peer, "{e:#}");
             }
         });
     }
+}
+
+/// `0` is no limit.
+fn nonzero(n: usize) -> Option<usize> {
+    (n != 0).then_some(n)
 }
 
 /// SIGINT and SIGTERM, caught.
@@ -218,7 +372,21 @@ async fn next_stop(
 
 async fn serve_one(incoming: Incoming, mode: Mode, site: Option<Arc<http::Site>>) -> Result<()> {
     let peer = incoming.peer_addr();
-    let upgraded = match incoming.handshake_or_http().await? {
+    let accepted = match incoming.handshake_or_http().await {
+        Ok(accepted) => accepted,
+        Err(dialtone::Error::Refused(reject)) => {
+            // An Origin refusal names the origin; say how to let it in.
+            let hint = if reject.status == StatusCode::FORBIDDEN {
+                " (--allow-origin ORIGIN lets a site's pages in)"
+            } else {
+                ""
+            };
+            warn!(%peer, status = reject.status.as_u16(), "refused: {}{hint}", reject.reason);
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let upgraded = match accepted {
         Accepted::WebSocket(upgraded) => *upgraded,
         Accepted::Http(request) => {
             return match site {
@@ -237,7 +405,7 @@ async fn serve_one(incoming: Incoming, mode: Mode, site: Option<Arc<http::Site>>
         Mode::Print(lines) => print(ws, opened, lines).await,
         Mode::Echo => echo(ws, opened).await,
         Mode::Broadcast(hub) => hub.serve(ws, opened).await,
-        Mode::Exec(cmd, grace) => exec::serve(ws, opened, &cmd, grace).await,
+        Mode::Exec(spec) => exec::serve(ws, opened, &spec).await,
     }
 }
 

@@ -477,7 +477,7 @@ async fn exec_puts_the_command_on_the_connection_and_ends_it_gently() {
     .await;
     // It prints "ended" on stderr once its stdin closes: it was not killed.
     let cmd = r#"while read l; do echo "got $l"; done; echo ended >&2"#;
-    let run = run(&["dial", "--exec", cmd, &url], b"").await;
+    let run = run(&["dial", "--exec-shell", cmd, &url], b"").await;
     assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
     assert_eq!(run.stdout, "", "the command's output goes to the server");
     assert!(run.stderr.contains("ended"), "stderr: {}", run.stderr);
@@ -494,7 +494,7 @@ async fn exec_closes_with_the_close_flag_when_the_commands_output_ends() {
     let run = run(
         &[
             "dial",
-            "--exec",
+            "--exec-shell",
             "echo one; echo two",
             "--close",
             "4000:over",
@@ -513,16 +513,51 @@ async fn exec_closes_with_the_close_flag_when_the_commands_output_ends() {
 }
 
 #[tokio::test]
+async fn exec_runs_the_program_with_its_arguments_as_given_without_a_shell() {
+    let (url, server) =
+        one_connection(|mut ws| async move { texts_until_closed(&mut ws).await }).await;
+    // Every argument after --exec is the program's, those that look like
+    // options too; `$HOME` and `;` reach it as they are: no shell reads them.
+    let run = run(
+        &[
+            "dial", &url, "--exec", "printf", "%s|", "-n", "$HOME;", "a b",
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(run.code(), 0, "stderr: {}", run.stderr);
+    let (got, _) = within("the server", server).await.unwrap();
+    assert_eq!(got, ["-n|$HOME;|a b|"]);
+}
+
+#[tokio::test]
+async fn exec_given_a_shell_command_line_says_to_use_exec_shell() {
+    let run = run(
+        &["dial", "ws://127.0.0.1:9/", "--exec", "sed -u s/^/x/"],
+        b"",
+    )
+    .await;
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr.contains("no such program") && run.stderr.contains("--exec-shell"),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
 async fn help_shows_every_option_with_an_example() {
     let run = run(&["dial", "--help"], b"").await;
     assert_eq!(run.code(), 0);
     for said in [
         "--linger <SECS>",
         "--no-close",
-        "--exec <CMD>",
+        "--exec <PROGRAM>...",
+        "--exec-shell <CMD>",
         "--exec-grace <SECS>",
         "printf 'hello\\n' | dialtone dial ws://",
-        "dialtone dial --exec '",
+        "--exec sed -u s/^/got:/",
+        "--exec-shell '",
         "dialtone dial --linger 2",
         "--no-close ws://",
         "-n 2 ws://",

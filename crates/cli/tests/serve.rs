@@ -310,7 +310,7 @@ async fn exec_sends_each_output_line_and_writes_each_message_as_a_line() {
 
 #[tokio::test]
 async fn exec_closes_with_1000_when_the_command_exits() {
-    let server = Server::start(&["--exec", "read x; echo got:$x"]);
+    let server = Server::start(&["--exec-shell", "read x; echo got:$x"]);
     let mut ws = dial(&server.url("/")).await;
     ws.send("ping").await.expect("send");
     assert_eq!(next_data(&mut ws).await, Message::text("got:ping"));
@@ -320,7 +320,7 @@ async fn exec_closes_with_1000_when_the_command_exits() {
 
 #[tokio::test]
 async fn exec_closes_with_1011_and_the_status_when_the_command_fails() {
-    let server = Server::start(&["--exec", "echo before; exit 3"]);
+    let server = Server::start(&["--exec-shell", "echo before; exit 3"]);
     let mut ws = dial(&server.url("/")).await;
     assert_eq!(next_data(&mut ws).await, Message::text("before"));
     let frame = expect_close(&mut ws).await;
@@ -330,7 +330,7 @@ async fn exec_closes_with_1011_and_the_status_when_the_command_fails() {
 
 #[tokio::test]
 async fn exec_gives_the_command_the_peer_and_request_uri() {
-    let server = Server::start(&["--exec", "echo $REMOTE_ADDR $REQUEST_URI"]);
+    let server = Server::start(&["--exec-shell", "echo $REMOTE_ADDR $REQUEST_URI"]);
     let mut ws = dial(&server.url("/where?x=1")).await;
     assert_eq!(
         next_data(&mut ws).await,
@@ -382,7 +382,7 @@ async fn exec_closes_the_commands_stdin_and_lets_it_finish_when_the_client_close
     // After its stdin closes, it prints (too late to be sent) and then
     // writes its marker: it was not killed.
     let cmd = format!("cat; echo late; echo done > {}", marker.display());
-    let server = Server::start(&["--exec", &cmd]);
+    let server = Server::start(&["--exec-shell", &cmd]);
     let mut ws = dial(&server.url("/")).await;
     ws.send("hello").await.expect("send");
     assert_eq!(next_data(&mut ws).await, Message::text("hello"));
@@ -412,7 +412,7 @@ async fn exec_terminates_a_command_that_ignores_the_end_of_its_stdin_after_the_g
         "trap 'echo term > {}; exit 0' TERM; echo $$; while :; do sleep 0.05; done",
         marker.display()
     );
-    let server = Server::start(&["--exec", &cmd, "--exec-grace", "0.3"]);
+    let server = Server::start(&["--exec-shell", &cmd, "--exec-grace", "0.3"]);
     let mut ws = dial(&server.url("/")).await;
     let pid = pid_line(&mut ws).await;
     ws.close(CloseCode::Normal, "bye").await.expect("close");
@@ -429,7 +429,7 @@ async fn exec_terminates_a_command_that_ignores_the_end_of_its_stdin_after_the_g
 #[tokio::test]
 async fn exec_kills_a_command_that_ignores_sigterm_too() {
     let cmd = "trap '' TERM; echo $$; while :; do sleep 0.05; done";
-    let server = Server::start(&["--exec", cmd, "--exec-grace", "0.2"]);
+    let server = Server::start(&["--exec-shell", cmd, "--exec-grace", "0.2"]);
     let mut ws = dial(&server.url("/")).await;
     let pid = pid_line(&mut ws).await;
     assert!(

@@ -378,6 +378,64 @@ mod tests {
     }
 
     #[test]
+    fn one_trailing_slash_is_ignored_on_both_sides_and_no_more() {
+        let p = OriginPolicy::allow_list(["https://example.com/"]).unwrap();
+        assert!(allows(&p, "ws.example.org", "https://example.com"));
+        assert!(allows(&p, "ws.example.org", "https://example.com/"));
+        assert!(!allows(&p, "ws.example.org", "https://example.com//"));
+        assert!(!allows(&p, "ws.example.org", "https://example.com/."));
+        let same = OriginPolicy::same_host();
+        assert!(allows(&same, "example.com", "http://example.com/"));
+        assert!(Origin::parse("https://example.com//").is_err());
+    }
+
+    #[test]
+    fn prefix_suffix_and_port_tricks_never_pass() {
+        let list = OriginPolicy::allow_list(["https://example.com"]).unwrap();
+        let same = OriginPolicy::same_host();
+        for trick in [
+            "https://example.com.evil.net",
+            "https://example.com:443.evil.net",
+            "https://example.com:443@evil.net",
+            "https://evil.net#https://example.com",
+            "https://evil.net/https://example.com",
+            "https://evil.net?https://example.com",
+            "https://example.com.",
+            "https://xexample.com",
+            "https://example.co",
+            "https://example.com%2eevil.net",
+            "https://example.com\\@evil.net",
+            "https://example.com:0443x",
+            " https://evil.net",
+        ] {
+            assert!(
+                !allows(&list, "ws.example.org", trick),
+                "allow list let {trick:?} in"
+            );
+            assert!(
+                !allows(&same, "example.com", trick),
+                "same host let {trick:?} in"
+            );
+        }
+        // A leading zero in the port is the same port.
+        assert!(allows(&list, "ws.example.org", "https://example.com:0443"));
+    }
+
+    #[test]
+    fn the_null_origin_is_refused_by_every_rule_but_any() {
+        let host = "example.com";
+        assert!(!allows(&OriginPolicy::same_host(), host, "null"));
+        assert!(!allows(&OriginPolicy::same_host(), host, "NULL"));
+        let list = OriginPolicy::allow_list(["https://example.com"])
+            .unwrap()
+            .or_same_host(true);
+        assert!(!allows(&list, host, "null"));
+        // Nor can it be listed.
+        assert!(OriginPolicy::allow_list(["null"]).is_err());
+        assert!(allows(&OriginPolicy::any(), host, "null"));
+    }
+
+    #[test]
     fn allow_list_refuses_entries_that_are_not_origins() {
         assert!(OriginPolicy::allow_list(["https://example.com/app"]).is_err());
         assert!(OriginPolicy::allow_list(["example.com"]).is_err());

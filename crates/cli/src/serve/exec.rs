@@ -1,5 +1,6 @@
-//! `serve --exec CMD`: each connection runs `sh -c CMD` with its stdin and
-//! stdout wired to the WebSocket, like websocketd.
+//! `serve --exec PROGRAM ARGS…` (or `--exec-shell CMD`): each connection
+//! runs the command with its stdin and stdout wired to the WebSocket, like
+//! websocketd; at most `--max-procs` at once ([`Procs`]).
 //!
 //! - Each line CMD prints is a text message (a binary one if it is not
 //!   UTF-8), without its line ending; a line longer than
@@ -19,40 +20,98 @@
 //!   close cannot be sent any more: it is read and dropped, and the log
 //!   says how many lines were.
 //!
-//! CMD sees `REMOTE_ADDR`, `REMOTE_PORT` and `REQUEST_URI` in its
-//! environment; its stderr is the server's.
+//! CMD's environment is the request's, as websocketd gives it
+//! ([`super::cgi`]), and the `--passenv` variables; its stderr is the
+//! server's.
 
+use std::ffi::OsString;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use dialtone::http::{header, HeaderValue, StatusCode};
+use dialtone::Reject;
 use dialtone::{CloseCode, CloseFrame, Message, Transport, WebSocket, WsReader};
 use tokio::process::{Child, ChildStdin};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use super::{log_closed, summary, Opened};
-use crate::exec::{self, stdout_to_lines, write_line};
+use super::{cgi, log_closed, summary, Opened};
+use crate::exec::{self, stdout_to_lines, write_line, Env, Program};
 
 /// How long output is still forwarded after CMD exits.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-pub(crate) async fn serve(
-    ws: WebSocket<Transport>,
-    opened: Opened,
-    cmd: &str,
-    grace: Duration,
-) -> Result<()> {
+/// What each connection runs, and how.
+pub(crate) struct Spec {
+    pub(crate) program: Program,
+    /// `--exec-grace`.
+    pub(crate) grace: Duration,
+    /// The `--passenv` variables, read once at start.
+    pub(crate) parent_env: Vec<(OsString, OsString)>,
+    /// Whether the listener is wss:// (`HTTPS=on`).
+    pub(crate) tls: bool,
+    pub(crate) procs: Procs,
+}
+
+/// `--max-procs`: how many commands may run at once. The place is taken
+/// after the handshake, before the command starts, and given back once it
+/// has been reaped; so the limit is never exceeded. Handshakes are turned
+/// away with 503 while no place is free ([`Procs::check`]), so that a
+/// client is told before it is let in; one that slips through as the last
+/// place is taken is closed with 1013.
+#[derive(Clone)]
+pub(crate) struct Procs(Option<Arc<Semaphore>>);
+
+impl Procs {
+    /// At most `max` at once; `None`: no limit.
+    pub(crate) fn new(max: Option<usize>) -> Procs {
+        Procs(max.map(|n| Arc::new(Semaphore::new(n))))
+    }
+
+    /// Refuses a handshake with 503 while every place is taken.
+    pub(crate) fn check(&self) -> Result<(), Reject> {
+        match &self.0 {
+            Some(places) if places.available_permits() == 0 => Err(Reject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every command this server may run at once (--max-procs) is running; try again later",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A place for one command, if one is free (`Some(None)`: no limit).
+    fn take(&self) -> Option<Option<OwnedSemaphorePermit>> {
+        match &self.0 {
+            None => Some(None),
+            Some(places) => places.clone().try_acquire_owned().ok().map(Some),
+        }
+    }
+}
+
+pub(crate) async fn serve(mut ws: WebSocket<Transport>, opened: Opened, spec: &Spec) -> Result<()> {
     let peer = opened.peer;
-    let env = [
-        ("REMOTE_ADDR", peer.ip().to_string()),
-        ("REMOTE_PORT", peer.port().to_string()),
-        ("REQUEST_URI", opened.request.uri().to_string()),
-    ];
-    let (mut child, stdin, stdout) = exec::spawn(cmd, &env)?;
+    let Some(_place) = spec.procs.take() else {
+        opened.log();
+        warn!(%peer, "--max-procs commands are running: closing with 1013");
+        // Fails only if the client has gone meanwhile.
+        let _ = ws
+            .close(
+                CloseCode::TryAgainLater,
+                "too many commands running; try again later",
+            )
+            .await;
+        log_closed(peer, ws.close_received());
+        return Ok(());
+    };
+    let env = cgi::environment(&spec.parent_env, peer, &opened.request, spec.tls);
+    let (mut child, stdin, stdout) = exec::spawn(&spec.program, Env::Only(&env))?;
+    let grace = spec.grace;
     let pid = child.id();
     opened.log();
-    info!(%peer, ?pid, cmd, "command started");
+    info!(%peer, ?pid, cmd = %spec.program, "command started");
     let (reader, mut writer) = ws.split();
     let mut to_stdin = tokio::spawn(messages_to_stdin(reader, stdin, peer));
     // A few lines of slack between the pipe and the socket; the pipe and the
