@@ -43,6 +43,8 @@ pub mod socket;
 pub mod stream_mode;
 pub mod tls;
 pub mod transport;
+#[cfg(all(feature = "io-uring", target_os = "linux"))]
+pub mod uring;
 
 pub use cookies::CookieJar;
 pub use dialer::{Auth, Dialer};

@@ -22,4 +22,4 @@
 mod ring;
 
 #[cfg(target_os = "linux")]
-pub use ring::{is_out_of_buffers, Completion, Ring, TAG_BITS};
+pub use ring::{is_canceled, is_out_of_buffers, Completion, Ring, TAG_BITS};

@@ -36,6 +36,12 @@ pub fn is_out_of_buffers(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
+/// Whether an operation ended because it was cancelled
+/// ([`Ring::cancel_recv`], [`Ring::cancel_fd`]).
+pub fn is_canceled(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
+}
+
 /// One completed operation.
 #[derive(Debug)]
 pub enum Completion {
@@ -243,7 +249,11 @@ impl Ring {
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(entries)
-            .or_else(|_| IoUring::builder().setup_cqsize(entries.saturating_mul(4)).build(entries))?;
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(entries.saturating_mul(4))
+                    .build(entries)
+            })?;
         if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
