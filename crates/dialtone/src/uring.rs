@@ -656,7 +656,9 @@ fn drive<H: Handler>(
         return Next::Drop;
     }
     // Backpressure: a peer that does not read is not read from.
-    let backlog = conn.pending_output() + peer.in_flight;
+    // (What is in flight is bounded by SEND_CHUNK; the core's pongs by the
+    // core: only the messages queued behind them can grow.)
+    let backlog = conn.pending_output();
     if backlog > HIGH_WATER && peer.recv_armed && !peer.paused {
         peer.paused = ring.cancel_recv(tag).is_ok();
     } else if peer.paused && backlog <= LOW_WATER {
