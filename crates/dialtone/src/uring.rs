@@ -58,8 +58,10 @@ pub const LOW_WATER: usize = 16 * 1024;
 
 /// The most one send takes from the core at once.
 const SEND_CHUNK: usize = 256 * 1024;
-/// A send buffer larger than this is released once sent, not kept.
+/// A send buffer larger than this is released once sent, not pooled.
 const KEEP_SEND_CAPACITY: usize = 64 * 1024;
+/// Send buffers kept for reuse per ring: an idle connection holds none.
+const POOLED_SEND_BUFFERS: usize = 1024;
 
 /// Connection slots per ring (the tag keeps 20 bits of the index).
 const MAX_CONNECTIONS: usize = (1 << 20) - 1;
@@ -234,8 +236,8 @@ enum Phase {
 struct Peer {
     stream: TcpStream,
     phase: Phase,
-    /// The next bytes to send (empty while a send is in flight: the buffer
-    /// is the ring's then).
+    /// The next bytes to send (without a buffer while none wait: the buffer
+    /// is the ring's while a send is in flight, the pool's after).
     out: Vec<u8>,
     /// Bytes of the send in flight, if one is.
     in_flight: usize,
@@ -277,6 +279,8 @@ struct Loop<H> {
     /// their operations was submitted (so that a new connection cannot get
     /// their descriptor number while an operation still names it).
     closing: Vec<TcpStream>,
+    /// Send buffers between uses.
+    pool: Vec<Vec<u8>>,
 }
 
 fn tag(index: u32, gen: u32) -> u64 {
@@ -295,6 +299,7 @@ impl<H: Handler> Loop<H> {
             timers: BinaryHeap::new(),
             touched: Vec::new(),
             closing: Vec::new(),
+            pool: Vec::new(),
         })
     }
 
@@ -417,9 +422,9 @@ impl<H: Handler> Loop<H> {
                 }
                 peer.sending = false;
                 peer.in_flight = 0;
-                if buf.capacity() <= KEEP_SEND_CAPACITY {
+                if buf.capacity() <= KEEP_SEND_CAPACITY && self.pool.len() < POOLED_SEND_BUFFERS {
                     buf.clear();
-                    peer.out = buf;
+                    self.pool.push(buf);
                 }
                 self.touch(index);
             }
@@ -525,6 +530,7 @@ impl<H: Handler> Loop<H> {
             &mut self.ring,
             &self.acceptor,
             &mut self.handler,
+            &mut self.pool,
             now,
         );
         match next {
@@ -572,6 +578,7 @@ fn drive<H: Handler>(
     ring: &mut Ring,
     acceptor: &Acceptor,
     handler: &mut H,
+    pool: &mut Vec<Vec<u8>>,
     now: Instant,
 ) -> Next {
     if let Phase::Handshake { buf, deadline, .. } = &mut peer.phase {
@@ -581,7 +588,11 @@ fn drive<H: Handler>(
         match acceptor.step(buf) {
             Ok(None) => return Next::Keep,
             Ok(Some(outcome)) => {
-                peer.out.extend_from_slice(&outcome.answer);
+                if peer.out.is_empty() {
+                    peer.out = outcome.answer;
+                } else {
+                    peer.out.extend_from_slice(&outcome.answer);
+                }
                 let mut conn = Box::new(outcome.conn);
                 handler.on_open(
                     &mut Ws {
@@ -628,6 +639,9 @@ fn drive<H: Handler>(
     let _ = conn.handle_timeout(now);
     deliver(conn, id, handler);
     if !peer.sending {
+        if conn.pending_output() > 0 && peer.out.capacity() == 0 {
+            peer.out = pool.pop().unwrap_or_default();
+        }
         while conn.pending_output() > 0 && peer.out.len() < SEND_CHUNK {
             let mut slices = [io::IoSlice::new(&[]); 32];
             let n = conn.transmit_slices(&mut slices);
