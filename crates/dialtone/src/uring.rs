@@ -31,11 +31,12 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use dialtone_proto::handshake::{self as hs, ClientHandshake};
 use dialtone_proto::http::Request;
-use dialtone_proto::{CloseCode, CloseFrame, Connection, Event};
+use dialtone_proto::{CloseCode, CloseFrame, Config, Connection, Event};
 use dialtone_uring::{is_canceled, is_out_of_buffers, Completion, Ring};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -83,9 +84,10 @@ pub struct ConnId(u64);
 /// connection's thread. A handler may send from any callback but
 /// [`Handler::on_close`]; pings and closes are answered by the core.
 pub trait Handler {
-    /// The handshake succeeded (the `101` is queued, ahead of anything sent
-    /// here).
-    fn on_open(&mut self, ws: &mut Ws<'_>, request: &Request<()>) {
+    /// The handshake succeeded (a server's `101` is queued, ahead of
+    /// anything sent here). `request`: the client's request, on a server;
+    /// `None` on a connection a [`Client`] dialed.
+    fn on_open(&mut self, ws: &mut Ws<'_>, request: Option<&Request<()>>) {
         let _ = (ws, request);
     }
 
@@ -95,7 +97,9 @@ pub trait Handler {
     /// The connection is over and dropped: `close` is the peer's close frame
     /// (`Abruptly` if the transport ended without one, or was given up at a
     /// timeout); the protocol error that failed it, if any, was answered
-    /// with its close code.
+    /// with its close code. `None`: a connection a [`Client`] dialed never
+    /// opened (refused, failed or timed out handshake); a server calls this
+    /// only for connections it opened.
     fn on_close(&mut self, id: ConnId, close: Option<&CloseFrame>) {
         let _ = (id, close);
     }
@@ -193,18 +197,81 @@ impl Server {
                 .into_iter()
                 .map(|listener| {
                     let (acceptor, make) = (acceptor.clone(), &make);
-                    scope.spawn(move || Loop::new(listener, acceptor, make())?.run())
+                    scope
+                        .spawn(move || Loop::new(Some(listener), acceptor, make())?.run().map(drop))
                 })
                 .collect();
-            let result = Loop::new(first, acceptor.clone(), make()).and_then(|l| l.run());
+            let result = Loop::new(Some(first), acceptor.clone(), make()).and_then(|l| l.run());
             for other in others {
                 match other.join() {
                     Ok(r) => r?,
                     Err(_) => return Err(io::Error::other("a server thread panicked")),
                 }
             }
-            result
+            result.map(drop)
         })
+    }
+}
+
+/// The dialer of the io_uring face: connections to `ws://` URLs, driven on
+/// the calling thread by one ring until every one is over.
+#[derive(Debug)]
+pub struct Client {
+    config: Config,
+    handshake_timeout: Duration,
+    dials: Vec<(TcpStream, ClientHandshake)>,
+}
+
+impl Client {
+    /// A dialer whose connections have `config`'s limits and timeouts
+    /// (permessage-deflate offers included); the server has
+    /// [`Acceptor::DEFAULT_HANDSHAKE_TIMEOUT`] to answer.
+    pub fn new(config: Config) -> Self {
+        Client {
+            config,
+            handshake_timeout: Acceptor::DEFAULT_HANDSHAKE_TIMEOUT,
+            dials: Vec::new(),
+        }
+    }
+
+    /// Sets how long a server has to answer the handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Connects a TCP socket to `url` (`ws://` only: no TLS or proxy on
+    /// this face) now, blocking; its handshake runs in [`Client::run`].
+    pub fn connect(&mut self, url: &str) -> Result<()> {
+        let url = url::Url::parse(url).map_err(|e| Error::Url(e.to_string()))?;
+        if url.scheme() != "ws" {
+            return Err(Error::Url(format!(
+                "{url}: the io_uring client dials ws:// URLs only"
+            )));
+        }
+        let (host, resource, port) = crate::handshake::target(&url)?;
+        let stream = TcpStream::connect((crate::handshake::connect_host(&url)?.as_str(), port))?;
+        stream.set_nodelay(true)?;
+        let mut request = ClientHandshake::new(host, resource);
+        for offer in &self.config.deflate {
+            request.deflate(offer.clone());
+        }
+        self.dials.push((stream, request));
+        Ok(())
+    }
+
+    /// Runs the handshakes and then the connections until all are over;
+    /// hands the handler back.
+    pub fn run<H: Handler>(self, handler: H) -> io::Result<H> {
+        let acceptor = Acceptor::default()
+            .config(self.config)
+            .handshake_timeout(self.handshake_timeout);
+        let mut run = Loop::new(None, acceptor, handler)?;
+        let now = Instant::now();
+        for (stream, request) in self.dials {
+            run.dial(stream, request, now);
+        }
+        run.run()
     }
 }
 
@@ -229,6 +296,13 @@ enum Phase {
     Open(Box<Connection>),
     /// Writing a refusal, then closing, by `deadline` at the latest.
     Refused {
+        deadline: Instant,
+    },
+    /// A dialed connection waiting for the server's answer, until
+    /// `deadline`.
+    Dialing {
+        request: Box<ClientHandshake>,
+        buf: BytesMut,
         deadline: Instant,
     },
 }
@@ -267,7 +341,8 @@ enum Next {
 
 struct Loop<H> {
     ring: Ring,
-    listener: TcpListener,
+    /// None for a client's loop, which ends when its connections do.
+    listener: Option<TcpListener>,
     acceptor: Acceptor,
     handler: H,
     slots: Vec<Slot>,
@@ -288,7 +363,7 @@ fn tag(index: u32, gen: u32) -> u64 {
 }
 
 impl<H: Handler> Loop<H> {
-    fn new(listener: TcpListener, acceptor: Acceptor, handler: H) -> io::Result<Self> {
+    fn new(listener: Option<TcpListener>, acceptor: Acceptor, handler: H) -> io::Result<Self> {
         Ok(Loop {
             ring: Ring::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE)?,
             listener,
@@ -303,22 +378,28 @@ impl<H: Handler> Loop<H> {
         })
     }
 
-    fn run(mut self) -> io::Result<()> {
-        self.ring.accept_multi(&self.listener, ACCEPT_TAG)?;
+    fn run(mut self) -> io::Result<H> {
+        if let Some(listener) = &self.listener {
+            self.ring.accept_multi(listener, ACCEPT_TAG)?;
+        }
+        let mut now = Instant::now();
         loop {
+            self.fire_timers(now);
+            for index in std::mem::take(&mut self.touched) {
+                self.drive(index as usize, now);
+            }
+            if self.listener.is_none() && self.slots.len() == self.free.len() {
+                return Ok(self.handler);
+            }
             let timeout = self
                 .timers
                 .peek()
                 .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
             self.ring.submit_and_wait(timeout)?;
             self.closing.clear();
-            let now = Instant::now();
+            now = Instant::now();
             while let Some(completion) = self.ring.next_completion() {
                 self.on_completion(completion, now)?;
-            }
-            self.fire_timers(now);
-            for index in std::mem::take(&mut self.touched) {
-                self.drive(index as usize, now);
             }
         }
     }
@@ -348,8 +429,8 @@ impl<H: Handler> Loop<H> {
                 if let Ok(stream) = result {
                     self.open(stream, now);
                 }
-                if !more {
-                    self.ring.accept_multi(&self.listener, ACCEPT_TAG)?;
+                if let (false, Some(listener)) = (more, &self.listener) {
+                    self.ring.accept_multi(listener, ACCEPT_TAG)?;
                 }
             }
             Completion::Received { tag, result, more } => {
@@ -367,7 +448,9 @@ impl<H: Handler> Loop<H> {
                     Ok(_) => {
                         let data = self.ring.received();
                         match &mut peer.phase {
-                            Phase::Handshake { buf, .. } => buf.extend_from_slice(data),
+                            Phase::Handshake { buf, .. } | Phase::Dialing { buf, .. } => {
+                                buf.extend_from_slice(data)
+                            }
                             Phase::Open(conn) => {
                                 let hint = conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
                                 let buf = conn.read_buffer();
@@ -464,6 +547,22 @@ impl<H: Handler> Loop<H> {
             )
             .to_bytes();
         }
+        self.insert(stream, phase, out);
+    }
+
+    /// Starts a dialed connection: its request goes out first.
+    fn dial(&mut self, stream: TcpStream, request: ClientHandshake, now: Instant) {
+        let out = request.to_bytes();
+        let phase = Phase::Dialing {
+            request: Box::new(request),
+            buf: BytesMut::new(),
+            deadline: now + self.acceptor.handshake_timeout,
+        };
+        self.insert(stream, phase, out);
+    }
+
+    /// Gives a connection a slot and arms its receive.
+    fn insert(&mut self, stream: TcpStream, phase: Phase, out: Vec<u8>) {
         let index = match self.free.pop() {
             Some(i) => i as usize,
             None if self.slots.len() < MAX_CONNECTIONS => {
@@ -536,9 +635,9 @@ impl<H: Handler> Loop<H> {
         match next {
             Next::Keep => {
                 let deadline = match &peer.phase {
-                    Phase::Handshake { deadline, .. } | Phase::Refused { deadline } => {
-                        Some(*deadline)
-                    }
+                    Phase::Handshake { deadline, .. }
+                    | Phase::Refused { deadline }
+                    | Phase::Dialing { deadline, .. } => Some(*deadline),
                     Phase::Open(conn) => conn.poll_timeout(),
                 };
                 if let Some(at) = deadline {
@@ -562,8 +661,10 @@ impl<H: Handler> Loop<H> {
                 }
                 let peer = *peer;
                 self.closing.push(peer.stream);
-                if let Phase::Open(conn) = &peer.phase {
-                    self.handler.on_close(id, conn.close_received());
+                match &peer.phase {
+                    Phase::Open(conn) => self.handler.on_close(id, conn.close_received()),
+                    Phase::Dialing { .. } => self.handler.on_close(id, None),
+                    _ => {}
                 }
             }
         }
@@ -599,7 +700,7 @@ fn drive<H: Handler>(
                         id,
                         conn: &mut conn,
                     },
-                    &outcome.request,
+                    Some(&outcome.request),
                 );
                 peer.phase = Phase::Open(conn);
             }
@@ -611,10 +712,51 @@ fn drive<H: Handler>(
             }
         }
     }
+    if let Phase::Dialing {
+        request,
+        buf,
+        deadline,
+    } = &mut peer.phase
+    {
+        if peer.eof || now >= *deadline {
+            return Next::Drop;
+        }
+        let limit = acceptor.config.max_handshake_size;
+        match hs::parse_response(buf, limit) {
+            Ok(None) => {}
+            Ok(Some((head, len))) => match request.check_response(&head) {
+                Ok(agreed) => {
+                    let role = dialtone_proto::Role::Client;
+                    let config = acceptor.config.clone();
+                    let mut conn = Box::new(Connection::with_deflate(role, config, agreed.deflate));
+                    conn.read_buffer().extend_from_slice(&buf[len..]);
+                    handler.on_open(
+                        &mut Ws {
+                            id,
+                            conn: &mut conn,
+                        },
+                        None,
+                    );
+                    peer.phase = Phase::Open(conn);
+                }
+                // Refused, or a server that breaks the handshake.
+                Err(_) => return Next::Drop,
+            },
+            Err(_) => return Next::Drop,
+        }
+    }
     let fd = peer.stream.as_raw_fd();
     let tag = id.0;
     let conn = match &mut peer.phase {
         Phase::Handshake { .. } => return Next::Keep,
+        Phase::Dialing { .. } => {
+            if !peer.out.is_empty() && !peer.sending {
+                let out = std::mem::take(&mut peer.out);
+                peer.in_flight = out.len();
+                peer.sending = ring.send(fd, tag, out, 0).is_ok();
+            }
+            return Next::Keep;
+        }
         Phase::Refused { deadline } => {
             if !peer.out.is_empty() && !peer.sending {
                 let out = std::mem::take(&mut peer.out);

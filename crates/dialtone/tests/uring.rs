@@ -328,3 +328,77 @@ fn ping_flood_is_answered_without_unbounded_growth() {
         "{pongs} pongs: they were not bounded"
     );
 }
+
+/// A dialed connection: sends `sizes`, checks each echo, then closes.
+#[derive(Default)]
+struct Prober {
+    sizes: Vec<usize>,
+    echoed: usize,
+    opened: bool,
+    closed: Option<Option<dialtone::CloseFrame>>,
+}
+
+impl Handler for Prober {
+    fn on_open(&mut self, ws: &mut Ws<'_>, request: Option<&dialtone::http::Request<()>>) {
+        assert!(request.is_none(), "a dialed connection has no request");
+        self.opened = true;
+        for (i, &len) in self.sizes.iter().enumerate() {
+            ws.send(&Message::binary(payload(len, i as u64 + 1)))
+                .unwrap();
+        }
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, msg: Message) {
+        let i = self.echoed;
+        assert_eq!(msg, Message::binary(payload(self.sizes[i], i as u64 + 1)));
+        self.echoed += 1;
+        if self.echoed == self.sizes.len() {
+            ws.close(dialtone::CloseCode::Normal, "done").unwrap();
+        }
+    }
+
+    fn on_close(&mut self, _: dialtone::uring::ConnId, close: Option<&dialtone::CloseFrame>) {
+        self.closed = Some(close.cloned());
+    }
+}
+
+#[test]
+fn client_dials_echoes_and_closes_with_the_servers_answer() {
+    let Some(addr) = server(Acceptor::new()) else {
+        return;
+    };
+    let mut client = dialtone::uring::Client::new(Config::default());
+    client.connect(&format!("ws://{addr}/echo")).unwrap();
+    let sizes = vec![0, 20, 1000, 70_000, 1 << 20, 5];
+    let prober = Prober {
+        sizes: sizes.clone(),
+        ..Prober::default()
+    };
+    let prober = client.run(prober).expect("client ring");
+    assert!(prober.opened);
+    assert_eq!(prober.echoed, sizes.len());
+    let close = prober.closed.expect("on_close").expect("opened");
+    assert_eq!(
+        close.code,
+        dialtone::CloseCode::Normal,
+        "the server echoes our code"
+    );
+}
+
+#[test]
+fn client_reports_a_refused_handshake_as_never_opened() {
+    let refusing = Acceptor::new().on_request(|_, _| {
+        Err(dialtone::Reject::new(
+            dialtone::http::StatusCode::FORBIDDEN,
+            "no",
+        ))
+    });
+    let Some(addr) = server(refusing) else {
+        return;
+    };
+    let mut client = dialtone::uring::Client::new(Config::default());
+    client.connect(&format!("ws://{addr}/")).unwrap();
+    let prober = client.run(Prober::default()).expect("client ring");
+    assert!(!prober.opened);
+    assert_eq!(prober.closed, Some(None));
+}
