@@ -48,8 +48,9 @@ use crate::message::{self, Message};
 const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per ring, and their size: what can be received in one
 /// turn before receives wait for buffers to come back.
-const BUFFERS: u16 = 1024;
-const BUFFER_SIZE: usize = 8 * 1024;
+/// (Enough for a message from each of 1,000 connections in one turn.)
+const BUFFERS: u16 = 2048;
+const BUFFER_SIZE: usize = 4 * 1024;
 
 /// Unsent output past which a connection is no longer read from.
 pub const HIGH_WATER: usize = 64 * 1024;
@@ -66,6 +67,8 @@ const POOLED_SEND_BUFFERS: usize = 1024;
 
 /// Connection slots per ring (the tag keeps 20 bits of the index).
 const MAX_CONNECTIONS: usize = (1 << 20) - 1;
+/// How long after a failed accept (out of descriptors) the next is armed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The tag of the listener's accept (an index no connection has).
 const ACCEPT_TAG: u64 = (1 << 20) - 1;
 
@@ -356,6 +359,8 @@ struct Loop<H> {
     closing: Vec<TcpStream>,
     /// Send buffers between uses.
     pool: Vec<Vec<u8>>,
+    /// When to arm the accept again after it failed.
+    accept_again: Option<Instant>,
 }
 
 fn tag(index: u32, gen: u32) -> u64 {
@@ -375,6 +380,7 @@ impl<H: Handler> Loop<H> {
             touched: Vec::new(),
             closing: Vec::new(),
             pool: Vec::new(),
+            accept_again: None,
         })
     }
 
@@ -391,10 +397,18 @@ impl<H: Handler> Loop<H> {
             if self.listener.is_none() && self.slots.len() == self.free.len() {
                 return Ok(self.handler);
             }
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            if let (Some(at), Some(listener)) = (self.accept_again, &self.listener) {
+                if at <= now {
+                    self.accept_again = None;
+                    self.ring.accept_multi(listener, ACCEPT_TAG)?;
+                }
+            }
+            let next = self.timers.peek().map(|Reverse((at, ..))| *at);
+            let timeout = [next, self.accept_again]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.saturating_duration_since(Instant::now()));
             self.ring.submit_and_wait(timeout)?;
             self.closing.clear();
             now = Instant::now();
@@ -426,11 +440,18 @@ impl<H: Handler> Loop<H> {
             Completion::Accepted { result, more, .. } => {
                 // A failed accept (out of descriptors, a reset before it was
                 // taken) loses that one connection only.
+                let failed = result.is_err();
                 if let Ok(stream) = result {
                     self.open(stream, now);
                 }
-                if let (false, Some(listener)) = (more, &self.listener) {
-                    self.ring.accept_multi(listener, ACCEPT_TAG)?;
+                if !more {
+                    if failed {
+                        // Out of descriptors, say: armed again a little
+                        // later rather than failing in a busy loop.
+                        self.accept_again = Some(now + ACCEPT_RETRY);
+                    } else if let Some(listener) = &self.listener {
+                        self.ring.accept_multi(listener, ACCEPT_TAG)?;
+                    }
                 }
             }
             Completion::Received { tag, result, more } => {
