@@ -704,10 +704,12 @@ fn drive<H: Handler>(
     now: Instant,
 ) -> Next {
     if let Phase::Handshake { buf, deadline, .. } = &mut peer.phase {
-        if peer.eof || now >= *deadline {
-            return Next::Drop; // the client left, or was too slow (slowloris)
+        if now >= *deadline {
+            return Next::Drop; // too slow (slowloris)
         }
+        // A whole request that came with the client's end is still answered.
         match acceptor.step(buf) {
+            Ok(None) if peer.eof => return Next::Drop, // the client left
             Ok(None) => return Next::Keep,
             Ok(Some(outcome)) => {
                 if peer.out.is_empty() {
@@ -739,11 +741,12 @@ fn drive<H: Handler>(
         deadline,
     } = &mut peer.phase
     {
-        if peer.eof || now >= *deadline {
+        if now >= *deadline {
             return Next::Drop;
         }
         let limit = acceptor.config.max_handshake_size;
         match hs::parse_response(buf, limit) {
+            Ok(None) if peer.eof => return Next::Drop,
             Ok(None) => {}
             Ok(Some((head, len))) => match request.check_response(&head) {
                 Ok(agreed) => {

@@ -402,3 +402,19 @@ fn client_reports_a_refused_handshake_as_never_opened() {
     assert!(!prober.opened);
     assert_eq!(prober.closed, Some(None));
 }
+
+#[test]
+fn request_that_arrives_with_the_clients_end_is_still_answered() {
+    let Some(addr) = server(Acceptor::new()) else {
+        return;
+    };
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(REQUEST.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("the answer, then the end");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+}
