@@ -803,20 +803,20 @@ fn drive<H: Handler>(
     // The time, now that what arrived is decoded; then what it did (an
     // abort is reported as the end).
     let _ = conn.handle_timeout(now);
-    deliver(conn, id, handler);
+    if conn.is_aborted() {
+        deliver(conn, id, handler); // to the end the abort reports
+    }
     if !peer.sending {
         if conn.pending_output() > 0 && peer.out.capacity() == 0 {
             peer.out = pool.pop().unwrap_or_default();
         }
-        while conn.pending_output() > 0 && peer.out.len() < SEND_CHUNK {
-            let mut slices = [io::IoSlice::new(&[]); 32];
-            let n = conn.transmit_slices(&mut slices);
-            let mut taken = 0;
-            for s in &slices[..n] {
-                peer.out.extend_from_slice(s);
-                taken += s.len();
-            }
-            conn.advance_transmit(taken);
+        while peer.out.len() < SEND_CHUNK {
+            let Some(chunk) = conn.transmit_chunk() else {
+                break;
+            };
+            peer.out.extend_from_slice(chunk);
+            let n = chunk.len();
+            conn.advance_transmit(n);
         }
         if !peer.out.is_empty() {
             let out = std::mem::take(&mut peer.out);
