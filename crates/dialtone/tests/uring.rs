@@ -28,6 +28,15 @@ impl Handler for Echo {
 /// An echo server on its own thread (it lives as long as the test
 /// process), or `None` where io_uring cannot be used.
 fn server(acceptor: Acceptor) -> Option<SocketAddr> {
+    serve_with(acceptor, 1, || Echo)
+}
+
+/// A server of `threads` rings whose handlers `make` makes.
+fn serve_with<H: Handler + 'static>(
+    acceptor: Acceptor,
+    threads: usize,
+    make: impl Fn() -> H + Send + Sync + 'static,
+) -> Option<SocketAddr> {
     if let Err(e) = dialtone::uring::supported() {
         let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
             .map(|s| s.trim().to_owned())
@@ -37,11 +46,11 @@ fn server(acceptor: Acceptor) -> Option<SocketAddr> {
         );
         return None;
     }
-    let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
+    let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), threads)
         .expect("bind")
         .with_acceptor(acceptor);
     let addr = server.local_addr().expect("local_addr");
-    std::thread::spawn(move || server.run(|| Echo).expect("server ring"));
+    std::thread::spawn(move || server.run(make).expect("server ring"));
     Some(addr)
 }
 
@@ -417,4 +426,46 @@ fn request_that_arrives_with_the_clients_end_is_still_answered() {
         .expect("the answer, then the end");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+}
+
+/// Closes each connection at its first message.
+struct CloseAtFirst;
+
+impl Handler for CloseAtFirst {
+    fn on_message(&mut self, ws: &mut Ws<'_>, _: Message) {
+        ws.close(dialtone::CloseCode::PolicyViolation, "enough")
+            .unwrap();
+    }
+}
+
+#[test]
+fn handler_close_runs_the_close_handshake_and_server_closes_tcp_first() {
+    let Some(addr) = serve_with(Acceptor::new(), 1, || CloseAtFirst) else {
+        return;
+    };
+    let mut s = open(addr);
+    s.write_all(&frame(0x1, b"hi")).unwrap();
+    let (op, payload) = read_frame(&mut s).expect("close frame");
+    assert_eq!(op, 0x8);
+    assert_eq!(&payload[..2], &1008u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"enough");
+    // Our answer completes the handshake: the server then closes TCP.
+    s.write_all(&frame(0x8, &1008u16.to_be_bytes())).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("the server closes cleanly");
+    assert!(rest.is_empty(), "nothing after the close frame");
+}
+
+#[test]
+fn server_of_two_rings_serves_every_connection() {
+    let Some(addr) = serve_with(Acceptor::new(), 2, || Echo) else {
+        return;
+    };
+    let mut clients: Vec<TcpStream> = (0..16).map(|_| open(addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&frame(0x2, &[i as u8; 33])).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(read_frame(c), Some((0x2, vec![i as u8; 33])));
+    }
 }
