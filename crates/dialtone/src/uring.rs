@@ -1,6 +1,7 @@
 //! The io_uring face (feature `io-uring`, Linux): a thread-per-core
-//! WebSocket server whose application is a [`Handler`], called for each
-//! connection's events, as in uWebSockets.
+//! WebSocket server ([`Server`]) and a dialer ([`Client`]) whose
+//! application is a [`Handler`], called for each connection's events, as
+//! in uWebSockets.
 //!
 //! Each thread has one ring ([`dialtone_uring::Ring`], where the `unsafe`
 //! of this face lives) and its own `SO_REUSEPORT` listening socket: a
@@ -25,6 +26,27 @@
 //! memory by sending faster than it reads; with an idle timeout set
 //! ([`Timeouts::idle`](dialtone_proto::Timeouts)), such a peer is closed,
 //! and dropped at the close timeout.
+//!
+//! ```no_run
+//! use dialtone::uring::{Handler, Server, Ws};
+//! use dialtone::Message;
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, ws: &mut Ws<'_>, msg: Message) {
+//!         if msg.is_data() {
+//!             let _ = ws.send(&msg); // fails only once the connection closes
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> std::io::Result<()> {
+//! dialtone::uring::supported()?; // io_uring missing or disabled: say so
+//! let server = Server::bind("127.0.0.1:9001".parse().unwrap(), 2)?;
+//! server.run(|| Echo) // two threads, two rings, until a ring fails
+//! # }
+//! ```
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
