@@ -11,10 +11,10 @@ use dialtone_proto::http::{header, HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::blocking_transport::Deadline;
 use crate::error::{Error, Result};
-use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
+use crate::handshake::{upgrade_required, Acceptor, ServerHead, ServerStep};
 use crate::socket::WebSocket;
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::Transport;
 
@@ -107,53 +107,26 @@ impl Acceptor {
     }
 }
 
-/// The blocking face: the same step as the async one above.
-impl Acceptor {
-    /// Accepts a handshake on a blocking TCP stream (see
-    /// [`Acceptor::accept`]); the client has the handshake timeout to send
-    /// its request.
-    pub fn accept_blocking(
-        &self,
-        mut stream: std::net::TcpStream,
-    ) -> Result<(crate::blocking::WebSocket<std::net::TcpStream>, Request<()>)> {
-        use std::io::Write as _;
-        let deadline = Deadline::after(self.handshake_timeout);
-        let mut step = ServerStep::new(self, false);
-        let head = loop {
-            stream.set_read_timeout(Some(deadline.left()?))?;
-            let n = match read_into(&mut stream, step.buffer()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(deadline.io(e)),
-            };
-            if let Some(head) = step.step(n)? {
-                break head;
-            }
-        };
-        let reject = match head {
-            ServerHead::Upgrade(outcome) => {
-                stream.set_read_timeout(None)?;
-                stream.set_nodelay(true)?;
-                stream.write_all(&outcome.answer)?;
-                let ws = crate::blocking::WebSocket::from_connection(
-                    stream,
-                    outcome.conn,
-                    outcome.protocol,
-                );
-                return Ok((ws, outcome.request));
-            }
-            ServerHead::Refused(reject) => reject,
-            ServerHead::Plain(_) => upgrade_required(),
-        };
-        // Best effort: the client may already be gone.
-        let _ = stream.write_all(&reject.to_bytes());
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        Err(Error::Refused(Box::new(reject)))
-    }
-}
-
 /// What [`Acceptor::accept_or_http`] (or [`Incoming::handshake_or_http`])
 /// read from a client.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{HeaderMap, StatusCode};
+/// use dialtone::Accepted;
+///
+/// match incoming.handshake_or_http().await? {
+///     Accepted::WebSocket(upgraded) => {
+///         let mut ws = upgraded.ws;
+///         ws.send("hello").await?;
+///     }
+///     Accepted::Http(http) => {
+///         let page = b"<script>new WebSocket('ws://' + location.host)</script>";
+///         http.respond(StatusCode::OK, &HeaderMap::new(), page).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum Accepted<S> {
     /// A valid WebSocket handshake, answered with `101`.
@@ -163,6 +136,20 @@ pub enum Accepted<S> {
 }
 
 /// An accepted WebSocket and what was agreed in its handshake.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// if let dialtone::Accepted::WebSocket(upgraded) = incoming.handshake_or_http().await? {
+///     println!(
+///         "{} with {:?}",
+///         upgraded.request.uri(),
+///         upgraded.extensions.as_deref().unwrap_or("no extensions")
+///     );
+///     let mut ws = upgraded.ws;
+///     ws.send("welcome").await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Upgraded<S> {
     /// The open connection.
@@ -177,6 +164,19 @@ pub struct Upgraded<S> {
 /// A plain HTTP/1.1 request that arrived where a WebSocket handshake was
 /// expected. It gets one response, then the connection is closed (the
 /// request's body, if any, is not read; there is no keep-alive).
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{header, HeaderMap, HeaderValue, StatusCode};
+///
+/// if let dialtone::Accepted::Http(http) = incoming.handshake_or_http().await? {
+///     let mut headers = HeaderMap::new();
+///     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+///     let body = format!("you asked for {}", http.request().uri());
+///     http.respond(StatusCode::OK, &headers, body.as_bytes()).await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct HttpRequest<S> {
     io: S,
@@ -313,6 +313,7 @@ async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject, limit: Duratio
 pub struct Listener {
     tcp: TcpListener,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
 }
 
@@ -322,6 +323,7 @@ impl Listener {
         Ok(Listener {
             tcp: TcpListener::bind(addr).await?,
             acceptor: Arc::new(Acceptor::default()),
+            #[cfg(feature = "tls")]
             tls: None,
         })
     }
@@ -329,6 +331,7 @@ impl Listener {
     /// Serves TLS (`wss://`) with this identity: each accepted connection
     /// runs the TLS handshake in [`Incoming::handshake`], under the
     /// acceptor's handshake timeout, before the WebSocket handshake.
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ServerTls) -> Self {
         self.tls = Some(tls);
         self
@@ -355,17 +358,29 @@ impl Listener {
             stream,
             peer,
             acceptor: self.acceptor.clone(),
+            #[cfg(feature = "tls")]
             tls: self.tls.clone(),
         })
     }
 }
 
 /// A TCP connection whose WebSocket handshake is still to be done.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let listener = dialtone::Listener::bind("127.0.0.1:9001").await?;
+/// let incoming = listener.accept().await?;
+/// println!("a connection from {}", incoming.peer_addr());
+/// let (mut ws, request) = incoming.handshake().await?;
+/// ws.send(format!("you asked for {}", request.uri())).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Incoming {
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
 }
 
@@ -378,6 +393,8 @@ impl Incoming {
     /// Runs the handshake with the listener's [`Acceptor`] (after the TLS
     /// handshake, if the listener has TLS: a failure there is
     /// [`Error::Tls`]).
+    ///
+    #[cfg_attr(not(feature = "tls"), doc = "[`Error::Tls`]: crate#feature-flags")]
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
         // Boxed, with the TLS handshake's state, for the reason
         // `Acceptor::accept`'s is.
@@ -415,6 +432,7 @@ impl Incoming {
     }
 
     /// The TCP stream, after the TLS handshake if the listener has TLS.
+    #[cfg(feature = "tls")]
     async fn transport(self) -> Result<Transport> {
         Ok(match &self.tls {
             Some(tls) => {
@@ -426,6 +444,12 @@ impl Incoming {
             }
             None => Transport::Tcp(self.stream),
         })
+    }
+
+    /// The TCP stream (a build without TLS has no TLS listener).
+    #[cfg(not(feature = "tls"))]
+    async fn transport(self) -> Result<Transport> {
+        Ok(Transport::Tcp(self.stream))
     }
 }
 

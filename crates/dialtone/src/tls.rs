@@ -1,4 +1,4 @@
-//! TLS for `wss://` (dialing) and for the [`Listener`](crate::Listener)
+//! TLS for `wss://` (dialing) and for the [`Listener`]
 //! (accepting), with [`rustls`] and its `ring` crypto provider.
 //!
 //! Dialing verifies the server's certificate chain and host name by default,
@@ -16,6 +16,9 @@
 //! [`Dialer::tls_config`](crate::Dialer::tls_config).
 //!
 //! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is.
+//!
+#![cfg_attr(not(feature = "tokio"), doc = "[`Listener`]: crate#feature-flags")]
+#![cfg_attr(feature = "tokio", doc = "[`Listener`]: crate::Listener")]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,8 +30,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+#[cfg(feature = "tokio")]
 use tokio::net::TcpStream;
 
+#[cfg(feature = "blocking")]
 use crate::blocking_transport::{is_timeout, Deadline};
 use crate::error::{Error, Result};
 
@@ -212,6 +217,7 @@ impl ClientTls {
 
     /// Runs the TLS handshake over `tcp`, checking the certificate against
     /// `host` (or the server name override).
+    #[cfg(feature = "tokio")]
     pub(crate) async fn connect(
         &self,
         tcp: TcpStream,
@@ -226,6 +232,7 @@ impl ClientTls {
 
     /// [`ClientTls::connect`] over a blocking TCP stream, before the
     /// deadline, with the same options.
+    #[cfg(feature = "blocking")]
     pub(crate) fn connect_blocking(
         &self,
         mut tcp: std::net::TcpStream,
@@ -257,7 +264,9 @@ impl ClientTls {
 pub(crate) enum Checked {
     /// We dialed; the server's certificate was checked.
     Server,
-    /// We accepted; the client's certificate was checked.
+    /// We accepted; the client's certificate was checked (the async
+    /// listener only).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Client,
 }
 
@@ -516,6 +525,7 @@ impl ServerTls {
     }
 
     /// Runs the server side of the TLS handshake.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn accept(
         &self,
         tcp: TcpStream,

@@ -1,8 +1,11 @@
 //! [`Transport`]: the byte stream under a dialed or accepted WebSocket —
-//! plain TCP, or TLS over TCP (see [`tls`](crate::tls)) — so that `ws://`
+//! plain TCP, or TLS over TCP (see [`tls`]) — so that `ws://`
 //! and `wss://` connections have one type. A proxied connection is the
 //! tunnel's TCP stream to the proxy. `connect` opens the TCP stream the
 //! dialer and the proxies start from.
+//!
+#![cfg_attr(not(feature = "tls"), doc = "[`tls`]: crate#feature-flags")]
+#![cfg_attr(feature = "tls", doc = "[`tls`]: crate::tls")]
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,17 +16,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "tls")]
 use crate::tls::rustls::pki_types::CertificateDer;
 
 /// A connection's transport.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (ws, _response) = dialtone::Dialer::new().dial("wss://127.0.0.1:9443/").await?;
+/// let transport: &dialtone::Transport = ws.get_ref();
+/// println!("TLS {} with {}", transport.is_tls(), transport.peer_addr()?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Transport {
     /// Plain TCP (`ws://`).
     Tcp(TcpStream),
     /// TLS over TCP, dialed (`wss://`).
+    #[cfg(feature = "tls")]
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// TLS over TCP, accepted by a [`Listener`](crate::Listener) with TLS.
+    #[cfg(feature = "tls")]
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -32,7 +46,9 @@ macro_rules! each {
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Transport::Tcp($s) => $e,
+            #[cfg(feature = "tls")]
             Transport::TlsClient($s) => $e,
+            #[cfg(feature = "tls")]
             Transport::TlsServer($s) => $e,
         }
     };
@@ -43,7 +59,9 @@ impl Transport {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Tcp(s) => s,
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.get_ref().0,
+            #[cfg(feature = "tls")]
             Transport::TlsServer(s) => s.get_ref().0,
         }
     }
@@ -55,6 +73,7 @@ impl Transport {
 
     /// The certificates the peer presented (leaf first): the server's when
     /// dialing, the client's when accepting (if the listener asked for one).
+    #[cfg(feature = "tls")]
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
             Transport::Tcp(_) => None,
@@ -64,6 +83,7 @@ impl Transport {
     }
 
     /// The ALPN protocol agreed in the TLS handshake, if any.
+    #[cfg(feature = "tls")]
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {
             Transport::Tcp(_) => None,

@@ -495,7 +495,7 @@ impl<H: Handler> Loop<H> {
                                 buf.extend_from_slice(data)
                             }
                             Phase::Open(conn) => {
-                                let hint = conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
+                                let hint = conn.read_hint().min(crate::driver::MAX_READ_RESERVE);
                                 let buf = conn.read_buffer();
                                 if buf.capacity() - buf.len() < hint {
                                     buf.reserve(hint);
