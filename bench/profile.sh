@@ -4,7 +4,7 @@
 #   bash bench/profile.sh callgrind PEER CONNS SIZE   # user-space instructions per echo
 #   bash bench/profile.sh perf PEER CONNS SIZE        # where the server's CPU time goes
 #
-# PEER: dialtone, tungstenite, fastwebsockets, tokio_websockets. SIZE takes
+# PEER: dialtone, dialtone_uring, tungstenite, fastwebsockets, tokio_websockets, sockudo. SIZE takes
 # K/M suffixes. Needs valgrind (callgrind_control, callgrind_annotate) or perf
 # (Debian: linux-perf); uses the release binaries in $CARGO_TARGET_DIR (or
 # target/), which `bash bench/run.sh` or `cargo build --release -p

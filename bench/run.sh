@@ -15,7 +15,8 @@
 #   BIG_SIZE [1048576]  sizes from this one up run only with at most
 #   BIG_MAX_CONNS [10]  connections
 #   INFLIGHT [1]        messages in flight per connection
-#   PEERS ["dialtone tungstenite fastwebsockets tokio_websockets"]
+#   PEERS ["dialtone dialtone_uring tungstenite fastwebsockets tokio_websockets sockudo"]
+#                       (dialtone_uring: the io_uring face, Linux only)
 #   IDLE_CONNS [10000]  connections for the memory measurement; 0 skips it
 #   OUT [bench/results.md]  the Markdown report (raw results beside it, .jsonl)
 #   SMOKE=1             one short point per peer and a small memory check,
@@ -53,7 +54,7 @@ SIZES=${SIZES-20 1024 16384 1048576}
 BIG_SIZE=${BIG_SIZE:-1048576}
 BIG_MAX_CONNS=${BIG_MAX_CONNS:-10}
 INFLIGHT=${INFLIGHT:-1}
-PEERS=${PEERS:-dialtone tungstenite fastwebsockets tokio_websockets}
+PEERS=${PEERS:-dialtone dialtone_uring tungstenite fastwebsockets tokio_websockets sockudo}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT=${OUT:-$here/results.md}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -111,6 +112,8 @@ port_of() {
     tungstenite) echo 9302 ;;
     fastwebsockets) echo 9303 ;;
     tokio_websockets) echo 9304 ;;
+    dialtone_uring) echo 9305 ;;
+    sockudo) echo 9306 ;;
     *) echo 9399 ;;
   esac
 }

@@ -19,6 +19,13 @@
 #   CLIENT_TIMEOUT   seconds for the whole client direction (default 1500)
 #   PARALLEL         cases at once in the server direction (default 2)
 #   CONFORMANCE_OUT  report folder (default target/conformance)
+#   SERVER_CMD       the server direction runs this command instead of
+#                    `dialtone serve ADDR --echo`; "{addr}" in it becomes
+#                    127.0.0.1:PORT. A server without permessage-deflate
+#                    needs CASE_GROUPS without 12 and 13.
+#   CONFORMANCE_SERVER=uring  shorthand: SERVER_CMD is the io_uring echo server
+#                    (bench's echo_dialtone_uring, built here), CASE_GROUPS
+#                    defaults to 1-10 (it has no permessage-deflate)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +34,12 @@ cd "$ROOT"
 KOSOKU_VERSION=0.1.0
 WEBSOCKETS_VERSION=17.4
 KOSOKU_VENV="${KOSOKU_VENV:-$ROOT/target/kosoku-venv}"
+if [[ "${CONFORMANCE_SERVER:-}" == uring ]]; then
+  echo "[conformance] building echo_dialtone_uring (release)" >&2
+  cargo build --release -j2 -p dialtone-bench --bin echo_dialtone_uring
+  SERVER_CMD="${CARGO_TARGET_DIR:-$ROOT/target}/release/echo_dialtone_uring {addr}"
+  CASE_GROUPS="${CASE_GROUPS:-1 2 3 4 5 6 7 9 10}"
+fi
 # Groups 1-13. Autobahn has no groups 8 and 11, and kosoku aborts on a pattern
 # that matches no case, so they are left out. 12 and 13 are permessage-deflate.
 CASE_GROUPS="${CASE_GROUPS:-1 2 3 4 5 6 7 9 10 12 13}"
@@ -77,12 +90,15 @@ if ! venv_ok; then
 fi
 
 # ---- binary under test ----------------------------------------------------
-if [[ -z "${DIALTONE_BIN:-}" ]]; then
+if [[ -n "${SERVER_CMD:-}" && "$DIRECTIONS" == server ]]; then
+  : # only the server direction, and it runs SERVER_CMD
+elif [[ -z "${DIALTONE_BIN:-}" ]]; then
   log "building dialtone (release)"
   cargo build --release -j2 -p dialtone-cli
   DIALTONE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/dialtone"
 fi
-[[ -x "$DIALTONE_BIN" ]] || { log "no executable at DIALTONE_BIN=$DIALTONE_BIN"; exit 1; }
+[[ -n "${SERVER_CMD:-}" && "$DIRECTIONS" == server ]] || [[ -x "$DIALTONE_BIN" ]] ||
+  { log "no executable at DIALTONE_BIN=$DIALTONE_BIN"; exit 1; }
 
 # ---- background process bookkeeping -------------------------------------
 PIDS=()
@@ -110,7 +126,12 @@ run_server() {
   local dir="$OUT/server" port pid rc=0 t0=$SECONDS
   rm -rf "$dir" && mkdir -p "$dir"
   port="$("$PY" "$HELPER" free-port)"
-  "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+  if [[ -n "${SERVER_CMD:-}" ]]; then
+    log "server: running ${SERVER_CMD//\{addr\}/127.0.0.1:$port}"
+    bash -c "exec ${SERVER_CMD//\{addr\}/127.0.0.1:$port}" >"$dir/dialtone-serve.log" 2>&1 &
+  else
+    "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+  fi
   pid=$!
   PIDS+=("$pid")
   if ! "$PY" "$HELPER" wait-port "$port" "$pid" 30; then

@@ -370,7 +370,7 @@ impl Acceptor {
     /// complete; then the bytes to answer with and, if accepted, the
     /// connection. A refusal's answer must be written before the error is
     /// reported.
-    fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
+    pub(crate) fn step(&self, buf: &mut BytesMut) -> Result<Option<ServerOutcome>, Reject> {
         let Some((request, len)) = hs::parse_request(buf, self.config.max_handshake_size)? else {
             return Ok(None);
         };

@@ -71,6 +71,8 @@ pub mod tls;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod transport;
+#[cfg(all(feature = "io-uring", target_os = "linux"))]
+pub mod uring;
 
 #[cfg(feature = "cookies")]
 pub use cookies::CookieJar;
