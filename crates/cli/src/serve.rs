@@ -34,8 +34,9 @@ connection gets is the mode:
   --broadcast  every message goes to every client (a chat room)
   --exec CMD   CMD runs for each connection, its stdin and stdout on it
 --static DIR and --web answer plain HTTP on the same port; --tls-cert and
---tls-key, or --tls-self-signed, make it wss://. -v logs connections and
-closes on stderr.";
+--tls-key, or --tls-self-signed, make it wss://, offering HTTP/2 (ALPN h2)
+beside HTTP/1.1: browsers then open WebSockets as HTTP/2 streams (RFC 8441).
+-v logs connections (with the HTTP version) and closes on stderr.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -255,6 +256,7 @@ impl Opened {
     pub(crate) fn log(&self) {
         info!(
             peer = %self.peer,
+            http = ?self.request.version(),
             path = %self.request.uri(),
             extensions = self.extensions.as_deref().unwrap_or("none"),
             "open"

@@ -226,7 +226,7 @@ async fn broadcast_closes_a_client_that_stops_reading_and_keeps_serving_the_othe
     let mut slow = dial(&server.url("/slow")).await;
     // Reads everything, at its own pace, until "done".
     let mut reader = dial(&server.url("/reader")).await;
-    let reader_addr = reader.get_ref().tcp().local_addr().unwrap().to_string();
+    let reader_addr = reader.get_ref().local_addr().unwrap().to_string();
     let mut fast = dial(&server.url("/fast")).await;
     server.wait_for_log(&["open"], 3).await;
     let reading = tokio::spawn(async move {
@@ -250,7 +250,7 @@ async fn broadcast_closes_a_client_that_stops_reading_and_keeps_serving_the_othe
         sent += 1;
     }
     let log = server.wait_for_log(&["evicting", "too slow"], 1).await;
-    let slow_addr = slow.get_ref().tcp().local_addr().unwrap().to_string();
+    let slow_addr = slow.get_ref().local_addr().unwrap().to_string();
     let evicted: Vec<&str> = log.lines().filter(|l| l.contains("evicting")).collect();
     assert!(
         evicted.iter().all(|l| l.contains(&slow_addr)),

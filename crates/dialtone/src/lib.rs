@@ -22,11 +22,16 @@
 //! [`socket`] (the async [`WebSocket`]: keepalive, timeouts, split),
 //! [`stream_mode`] (a WebSocket as a byte stream), [`tls`], [`proxy`],
 //! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
-//! [`message`], [`handshake`] and [`error`].
+//! [`message`], [`handshake`] and [`error`]; with the feature `hyper`,
+//! `upgrade` (a WebSocket from a hyper 1 request, HTTP/1.1 or HTTP/2), with
+//! `axum`, `axum::WebSocketUpgrade` (see `docs/AXUM.md`), and with
+//! `http2`, a TLS [`Listener`] that serves WebSockets over HTTP/2 too.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod blocking;
 mod blocking_transport;
 pub mod cookies;
@@ -34,6 +39,10 @@ mod dial_plan;
 pub mod dialer;
 mod digest;
 pub mod error;
+#[cfg(feature = "http2")]
+mod h2_listener;
+#[cfg(feature = "http2")]
+mod h2_stream;
 pub mod handshake;
 pub mod limits;
 pub mod listener;
@@ -43,6 +52,8 @@ pub mod socket;
 pub mod stream_mode;
 pub mod tls;
 pub mod transport;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
 
 pub use cookies::CookieJar;
 pub use dialer::{Auth, Dialer};

@@ -25,7 +25,16 @@ pub enum Transport {
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// TLS over TCP, accepted by a [`Listener`](crate::Listener) with TLS.
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// One HTTP/2 stream of a TLS connection accepted by a
+    /// [`Listener`](crate::Listener) (ALPN `h2`): a WebSocket opened with
+    /// an extended CONNECT (RFC 8441), beside others on the same TCP
+    /// connection.
+    #[cfg(feature = "http2")]
+    Http2(Box<H2Stream>),
 }
+
+#[cfg(feature = "http2")]
+pub use crate::h2_stream::H2Stream;
 
 /// Applies `$e` to the inner stream of every variant.
 macro_rules! each {
@@ -34,17 +43,33 @@ macro_rules! each {
             Transport::Tcp($s) => $e,
             Transport::TlsClient($s) => $e,
             Transport::TlsServer($s) => $e,
+            #[cfg(feature = "http2")]
+            Transport::Http2($s) => $e,
         }
     };
 }
 
 impl Transport {
-    /// The TCP stream under any layers.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP stream under any layers; `None` for an HTTP/2 stream, which
+    /// shares its TCP connection with others (its addresses are still
+    /// [`Transport::local_addr`] and [`Transport::peer_addr`]).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Tcp(s) => s,
-            Transport::TlsClient(s) => s.get_ref().0,
-            Transport::TlsServer(s) => s.get_ref().0,
+            Transport::Tcp(s) => Some(s),
+            Transport::TlsClient(s) => Some(s.get_ref().0),
+            Transport::TlsServer(s) => Some(s.get_ref().0),
+            #[cfg(feature = "http2")]
+            Transport::Http2(_) => None,
+        }
+    }
+
+    /// The HTTP version that carried the WebSocket's handshake: HTTP/2
+    /// for an extended CONNECT stream, HTTP/1.1 otherwise.
+    pub fn http_version(&self) -> crate::http::Version {
+        match self {
+            #[cfg(feature = "http2")]
+            Transport::Http2(_) => crate::http::Version::HTTP_2,
+            _ => crate::http::Version::HTTP_11,
         }
     }
 
@@ -60,6 +85,8 @@ impl Transport {
             Transport::Tcp(_) => None,
             Transport::TlsClient(s) => s.get_ref().1.peer_certificates(),
             Transport::TlsServer(s) => s.get_ref().1.peer_certificates(),
+            #[cfg(feature = "http2")]
+            Transport::Http2(_) => None,
         }
     }
 
@@ -69,17 +96,33 @@ impl Transport {
             Transport::Tcp(_) => None,
             Transport::TlsClient(s) => s.get_ref().1.alpn_protocol(),
             Transport::TlsServer(s) => s.get_ref().1.alpn_protocol(),
+            #[cfg(feature = "http2")]
+            Transport::Http2(_) => Some(b"h2"),
         }
     }
 
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
+        match self {
+            #[cfg(feature = "http2")]
+            Transport::Http2(s) => Ok(s.local_addr()),
+            _ => match self.tcp() {
+                Some(tcp) => tcp.local_addr(),
+                None => Err(io::ErrorKind::NotConnected.into()),
+            },
+        }
     }
 
     /// The peer's address (for a proxied connection, the proxy's).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+        match self {
+            #[cfg(feature = "http2")]
+            Transport::Http2(s) => Ok(s.peer_addr()),
+            _ => match self.tcp() {
+                Some(tcp) => tcp.peer_addr(),
+                None => Err(io::ErrorKind::NotConnected.into()),
+            },
+        }
     }
 }
 

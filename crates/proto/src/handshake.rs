@@ -403,6 +403,29 @@ impl Reject {
         Reject::new(StatusCode::BAD_REQUEST, reason)
     }
 
+    /// The refusal as an HTTP response for servers whose HTTP layer writes
+    /// the bytes (hyper): the status, the reason as a `text/plain` body and
+    /// the headers; on HTTP/2 and later, headers that only mean something
+    /// to an HTTP/1.1 connection (`Upgrade`, `Connection`), which HTTP/2
+    /// forbids, are left out.
+    pub fn to_response(&self, version: Version) -> http::Response<String> {
+        let reason: String = self.reason.chars().filter(|c| !c.is_control()).collect();
+        let mut response = http::Response::new(format!("{reason}\n"));
+        *response.status_mut() = self.status;
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let h1 = version <= Version::HTTP_11;
+        for (name, value) in &self.headers {
+            if h1 || (name != header::UPGRADE && name != header::CONNECTION) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+        response
+    }
+
     /// The whole HTTP response, head and body; it asks the client to close.
     pub fn to_bytes(&self) -> Vec<u8> {
         let reason: String = self.reason.chars().filter(|c| !c.is_control()).collect();
@@ -481,7 +504,7 @@ pub struct ServerHandshake {
 }
 
 /// Checks a client's opening handshake (RFC 6455 §4.2.1).
-pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
+pub fn check_request<B>(req: &Request<B>) -> Result<ServerHandshake, Reject> {
     if req.method() != Method::GET {
         return Err(Reject::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -501,17 +524,7 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
     if !header_has_token(h, &header::CONNECTION, "upgrade") {
         return Err(Reject::bad_request("missing `Connection: upgrade`"));
     }
-    let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
-    if versions != ["13"] {
-        return Err(Reject::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version; this server speaks 13",
-        )
-        .with_header(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        ));
-    }
+    check_version(h)?;
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.as_bytes(),
@@ -532,6 +545,123 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
             .collect(),
         extensions: crate::extensions::from_headers(h).unwrap_or_default(),
     })
+}
+
+/// The one WebSocket version there is, or the refusal of a request that
+/// asks for another (or several): 426 with `Sec-WebSocket-Version: 13`
+/// (RFC 6455 §4.2.2 item 4), on HTTP/1.1 and HTTP/2 alike.
+fn check_version(h: &HeaderMap) -> Result<(), Reject> {
+    let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
+    if versions != ["13"] {
+        return Err(Reject::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version; this server speaks 13",
+        )
+        .with_header(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a valid HTTP/2 (or HTTP/3) extended CONNECT asks for: a
+/// WebSocket's subprotocols and extension offers, and no key (RFC 8441
+/// §5: the `:protocol` pseudo-header does what the key did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtendedConnect {
+    /// The subprotocols the client offered, in its order of preference.
+    pub protocols: Vec<String>,
+    /// The extension offers, in the client's order (a malformed header is
+    /// declined, as on HTTP/1.1).
+    pub extensions: Vec<Extension>,
+}
+
+/// Checks a WebSocket opening handshake carried by an HTTP/2 extended
+/// CONNECT (RFC 8441 §4–5); `protocol` is the request's `:protocol`
+/// pseudo-header, which the HTTP/2 layer keeps outside the header map.
+///
+/// The method must be CONNECT (405), `:protocol` must be `websocket` (400;
+/// none at all is a plain CONNECT, which a WebSocket server does not
+/// serve), `Sec-WebSocket-Version` must be 13 (426, as on HTTP/1.1), and
+/// `Sec-WebSocket-Key` / `Sec-WebSocket-Accept` must be absent (400: RFC
+/// 8441 §5 replaces their processing with `:protocol`). HTTP/2 has no
+/// `Host` header: the `:authority` is the request URI's.
+pub fn check_extended_connect<B>(
+    req: &Request<B>,
+    protocol: Option<&str>,
+) -> Result<ExtendedConnect, Reject> {
+    if req.method() != Method::CONNECT {
+        return Err(Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket over HTTP/2 is opened with an extended CONNECT",
+        ));
+    }
+    match protocol {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {}
+        Some(_) => {
+            return Err(Reject::bad_request(
+                "the extended CONNECT's :protocol is not websocket",
+            ))
+        }
+        None => {
+            return Err(Reject::bad_request(
+                "a CONNECT without :protocol is not a WebSocket handshake",
+            ))
+        }
+    }
+    let h = req.headers();
+    if req.uri().authority().is_none() && h.get(header::HOST).is_none() {
+        return Err(Reject::bad_request("missing :authority"));
+    }
+    check_version(h)?;
+    if h.contains_key(header::SEC_WEBSOCKET_KEY) || h.contains_key(header::SEC_WEBSOCKET_ACCEPT) {
+        return Err(Reject::bad_request(
+            "Sec-WebSocket-Key is not used over HTTP/2 (RFC 8441 section 5)",
+        ));
+    }
+    Ok(ExtendedConnect {
+        protocols: header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
+            .map(str::to_owned)
+            .collect(),
+        extensions: crate::extensions::from_headers(h).unwrap_or_default(),
+    })
+}
+
+/// The server's acceptance as an HTTP response head, for servers whose
+/// HTTP layer writes the bytes (hyper): `101 Switching Protocols` with
+/// `Upgrade`, `Connection` and `Sec-WebSocket-Accept` when `accept` is
+/// given (HTTP/1.1, RFC 6455 §4.2.2), else `200 OK` (HTTP/2 extended
+/// CONNECT, RFC 8441 §5); the chosen subprotocol and extensions either way.
+pub fn accept_response_head(
+    accept: Option<&str>,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = match accept {
+        Some(_) => StatusCode::SWITCHING_PROTOCOLS,
+        None => StatusCode::OK,
+    };
+    let h = response.headers_mut();
+    let value = |v: &str| HeaderValue::from_str(v).ok();
+    match accept {
+        Some(accept) => {
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Some(v) = value(accept) {
+                h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+            }
+        }
+        None => {}
+    }
+    if let Some(v) = protocol.and_then(value) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    if let Some(v) = extensions.and_then(value) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    response
 }
 
 /// The server's `101 Switching Protocols` answer (RFC 6455 §4.2.2).

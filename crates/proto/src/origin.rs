@@ -261,9 +261,14 @@ impl OriginPolicy {
 }
 
 /// Whether `origin`'s host and port are those the request was sent to:
-/// its `Host` header, whose missing port is the origin scheme's default.
+/// its `Host` header (or, on HTTP/2, which has none, its `:authority`),
+/// whose missing port is the origin scheme's default.
 fn same_host<B>(origin: &Origin, request: &Request<B>) -> bool {
-    let Some(host) = request.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+    let host = match request.headers().get(HOST) {
+        Some(h) => h.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
+    let Some(host) = host else {
         return false;
     };
     let scheme = match origin.scheme() {

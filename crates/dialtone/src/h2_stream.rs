@@ -1,0 +1,87 @@
+//! [`H2Stream`]: one HTTP/2 stream that an extended CONNECT (RFC 8441)
+//! turned into a WebSocket's byte stream, as a tokio `AsyncRead +
+//! AsyncWrite`, with the addresses of the TCP connection it is multiplexed
+//! on (which it does not own: its siblings share it).
+//!
+//! hyper does the framing: a write becomes DATA frames under the stream's
+//! flow control, a shutdown ends our half with END_STREAM (the WebSocket's
+//! close, RFC 8441 §6), a drop before that cancels the stream
+//! (RST_STREAM), and a stream the peer reset or ended reads as the end of
+//! the transport, which the core reports as [`CloseCode::Abruptly`] if no
+//! close frame came first.
+//!
+//! [`CloseCode::Abruptly`]: crate::CloseCode::Abruptly
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::upgrade::HyperIo;
+
+/// A WebSocket's HTTP/2 stream on an accepted TLS connection.
+#[derive(Debug)]
+pub struct H2Stream {
+    io: HyperIo,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl H2Stream {
+    /// The stream hyper handed over, on the connection between these addresses.
+    pub(crate) fn new(io: HyperIo, local: SocketAddr, peer: SocketAddr) -> Self {
+        H2Stream { io, local, peer }
+    }
+
+    /// Our address on the TCP connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The client's address on the TCP connection.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
