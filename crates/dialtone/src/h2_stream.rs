@@ -15,6 +15,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,7 +25,11 @@ use crate::upgrade::HyperIo;
 /// A WebSocket's HTTP/2 stream on an accepted TLS connection.
 #[derive(Debug)]
 pub struct H2Stream {
-    io: HyperIo,
+    /// In a mutex only to be `Sync` (hyper's stream is `Send` alone), so
+    /// that [`Transport`](crate::Transport) stays `Sync`; it is never
+    /// locked: every use has `&mut self` (`Mutex::get_mut`).
+    io: Mutex<HyperIo>,
+    vectored: bool,
     local: SocketAddr,
     peer: SocketAddr,
 }
@@ -32,7 +37,21 @@ pub struct H2Stream {
 impl H2Stream {
     /// The stream hyper handed over, on the connection between these addresses.
     pub(crate) fn new(io: HyperIo, local: SocketAddr, peer: SocketAddr) -> Self {
-        H2Stream { io, local, peer }
+        H2Stream {
+            vectored: io.is_write_vectored(),
+            io: Mutex::new(io),
+            local,
+            peer,
+        }
+    }
+
+    fn io(self: Pin<&mut Self>) -> Pin<&mut HyperIo> {
+        // A poisoned lock is still the stream: it is never locked, so no
+        // panic can have left it half-changed.
+        Pin::new(match self.get_mut().io.get_mut() {
+            Ok(io) => io,
+            Err(poisoned) => poisoned.into_inner(),
+        })
     }
 
     /// Our address on the TCP connection.
@@ -52,7 +71,7 @@ impl AsyncRead for H2Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        self.io().poll_read(cx, buf)
     }
 }
 
@@ -62,7 +81,7 @@ impl AsyncWrite for H2Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        self.io().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -70,18 +89,18 @@ impl AsyncWrite for H2Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        self.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.vectored
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        self.io().poll_shutdown(cx)
     }
 }

@@ -561,11 +561,11 @@ impl Incoming {
         let (h2, acceptor) = (self.h2.clone(), self.acceptor.clone());
         let transport = self.transport().await?;
         #[cfg(feature = "http2")]
-        if let (Some(rest), Transport::TlsServer(tls)) = (h2, &transport) {
-            if tls.get_ref().1.alpn_protocol() == Some(crate::h2_listener::ALPN_H2) {
+        if let Some(rest) = h2 {
+            if transport.alpn_protocol() == Some(crate::h2_listener::ALPN_H2) {
                 let (local, peer) = (transport.local_addr()?, transport.peer_addr()?);
                 let Transport::TlsServer(tls) = transport else {
-                    unreachable!("matched above")
+                    return Err(Error::Io(io::ErrorKind::Unsupported.into()));
                 };
                 let (first, request) = tokio::sync::oneshot::channel();
                 let streams = crate::h2_listener::Streams::new(first, rest);
