@@ -81,9 +81,12 @@ impl H2Request {
         self.peer
     }
 
-    /// Whether the request asks for a WebSocket (an extended CONNECT).
+    /// Whether the request is a CONNECT: an extended one asks for a
+    /// WebSocket, and any other is refused as a handshake (400) rather
+    /// than handed to the application as a page to serve: the only
+    /// tunnels this server opens are WebSockets.
     pub(crate) fn is_upgrade(&self) -> bool {
-        crate::upgrade::is_upgrade_request(&self.request)
+        self.request.method() == Method::CONNECT
     }
 
     /// Answers with `reject` and returns the error to report.
