@@ -98,6 +98,11 @@ pub struct Refused {
 }
 
 impl Refused {
+    /// A refusal of a request of this HTTP version.
+    pub(crate) fn new(reject: Reject, version: Version) -> Self {
+        Refused { reject, version }
+    }
+
     /// The refusal: status, reason and headers.
     pub fn reject(&self) -> &Reject {
         &self.reject
@@ -206,7 +211,7 @@ impl Acceptor {
         mut request: Request<B>,
     ) -> std::result::Result<(Response<Body>, PendingWebSocket), Refused> {
         let version = request.version();
-        let refuse = |reject| Refused { reject, version };
+        let refuse = |reject| Refused::new(reject, version);
         let head = head_of(&request);
         let (accept, protocols, extensions) = if version >= Version::HTTP_2 {
             let offer = hs::check_extended_connect(&request, protocol(&request)).map_err(refuse)?;

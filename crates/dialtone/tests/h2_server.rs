@@ -4,13 +4,12 @@
 //! made into a client `WebSocket` by a small adapter here, so that the
 //! frames are the core's own). Everything runs on 127.0.0.1.
 
+#[path = "support/h2_client.rs"]
+mod h2_client;
 mod support;
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,69 +18,10 @@ use dialtone::proto::{Connection, Role};
 use dialtone::tls::rustls;
 use dialtone::tls::ServerTls;
 use dialtone::{Acceptor, CloseCode, Config, Listener, Message, WebSocket};
-use h2::{RecvStream, SendStream};
+use h2_client::{connect_request, h2_client, open, H2Io};
 use support::{Ca, Leaf};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// An HTTP/2 stream as a client's byte stream: DATA frames in, DATA frames
-/// out under the stream's flow control, END_STREAM on shutdown.
-struct H2Io {
-    send: SendStream<Bytes>,
-    recv: RecvStream,
-    buf: Bytes,
-}
-
-impl AsyncRead for H2Io {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.buf.is_empty() {
-            match ready!(self.recv.poll_data(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    self.buf = data;
-                }
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-            }
-        }
-        let n = self.buf.len().min(out.remaining());
-        out.put_slice(&self.buf.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for H2Io {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.send.reserve_capacity(data.len());
-        let n = match ready!(self.send.poll_capacity(cx)) {
-            Some(Ok(n)) => n.min(data.len()),
-            Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-            None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-        };
-        self.send
-            .send_data(Bytes::copy_from_slice(&data[..n]), false)
-            .map_err(io::Error::other)?;
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let _ = self.send.send_data(Bytes::new(), true);
-        Poll::Ready(Ok(()))
-    }
-}
 
 fn tls_identity(ca: &Ca) -> ServerTls {
     let pem = ca.issue(Leaf::default());
@@ -110,66 +50,6 @@ async fn tls_connect(
         .connect(name, tcp)
         .await
         .unwrap()
-}
-
-/// An HTTP/2 client connection over `io`, its connection task spawned.
-async fn h2_client<T>(io: T) -> h2::client::SendRequest<Bytes>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (client, connection) = h2::client::handshake(io).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
-    // The server's SETTINGS may come after the handshake's first round trip.
-    for _ in 0..100 {
-        if client.is_extended_connect_protocol_enabled() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        client = client.ready().await.unwrap();
-    }
-    client
-}
-
-/// An extended CONNECT for a WebSocket on `path`, with `headers` (the
-/// version header included only if given).
-fn connect_request(
-    port: u16,
-    path: &str,
-    protocol: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Request<()> {
-    let mut builder = Request::builder()
-        .method(Method::CONNECT)
-        .uri(format!("https://localhost:{port}{path}"));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let mut request = builder.body(()).unwrap();
-    if let Some(p) = protocol {
-        request.extensions_mut().insert(h2::ext::Protocol::from(p));
-    }
-    request
-}
-
-/// Sends `request` on a new stream; the status, the response headers and
-/// the stream as a byte stream.
-async fn open(
-    client: &mut h2::client::SendRequest<Bytes>,
-    request: Request<()>,
-) -> (StatusCode, dialtone::http::HeaderMap, H2Io) {
-    let mut client = client.clone().ready().await.unwrap();
-    let (response, send) = client.send_request(request, false).unwrap();
-    let response = response.await.unwrap();
-    let (parts, recv) = response.into_parts();
-    let io = H2Io {
-        send,
-        recv,
-        buf: Bytes::new(),
-    };
-    (parts.status, parts.headers, io)
 }
 
 /// Opens a WebSocket on a new stream of `client`.
