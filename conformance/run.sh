@@ -19,6 +19,10 @@
 #   CLIENT_TIMEOUT   seconds for the whole client direction (default 1500)
 #   PARALLEL         cases at once in the server direction (default 2)
 #   CONFORMANCE_OUT  report folder (default target/conformance)
+#   CONFORMANCE_SERVER  what the server direction drives: "dialtone" (default,
+#                    `dialtone serve --echo`) or "axum" (the axum_chat example's
+#                    /echo route: dialtone's axum extractor inside axum::serve)
+#   AXUM_BIN         the axum_chat example binary (default: built, release)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,6 +88,19 @@ if [[ -z "${DIALTONE_BIN:-}" ]]; then
 fi
 [[ -x "$DIALTONE_BIN" ]] || { log "no executable at DIALTONE_BIN=$DIALTONE_BIN"; exit 1; }
 
+CONFORMANCE_SERVER="${CONFORMANCE_SERVER:-dialtone}"
+case "$CONFORMANCE_SERVER" in
+  dialtone) ;;
+  axum)
+    if [[ -z "${AXUM_BIN:-}" && " $DIRECTIONS " == *" server "* ]]; then
+      log "building the axum_chat example (release)"
+      cargo build --release -j2 -p dialtone --example axum_chat --features axum
+      AXUM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/axum_chat"
+    fi
+    ;;
+  *) log "CONFORMANCE_SERVER must be dialtone or axum, not $CONFORMANCE_SERVER"; exit 2 ;;
+esac
+
 # ---- background process bookkeeping -------------------------------------
 PIDS=()
 cleanup() {
@@ -110,17 +127,24 @@ run_server() {
   local dir="$OUT/server" port pid rc=0 t0=$SECONDS
   rm -rf "$dir" && mkdir -p "$dir"
   port="$("$PY" "$HELPER" free-port)"
-  "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+  local url="ws://127.0.0.1:$port"
+  if [[ "$CONFORMANCE_SERVER" == axum ]]; then
+    [[ -x "$AXUM_BIN" ]] || { log "no executable at AXUM_BIN=$AXUM_BIN"; exit 1; }
+    "$AXUM_BIN" "127.0.0.1:$port" "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+    url="ws://127.0.0.1:$port/echo"
+  else
+    "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+  fi
   pid=$!
   PIDS+=("$pid")
   if ! "$PY" "$HELPER" wait-port "$port" "$pid" 30; then
     tail -n 20 "$dir/dialtone-serve.log" >&2 || true
     exit 1
   fi
-  log "server: kosoku fuzzingclient -> ws://127.0.0.1:$port"
+  log "server ($CONFORMANCE_SERVER): kosoku fuzzingclient -> $url"
   # kosoku exits 1 when a case FAILED (and treats NON-STRICT as a pass):
   # its exit status is not the verdict, the report is.
-  timeout -k 10 "$SERVER_TIMEOUT" "$KOSOKU" -m fuzzingclient "ws://127.0.0.1:$port" \
+  timeout -k 10 "$SERVER_TIMEOUT" "$KOSOKU" -m fuzzingclient "$url" \
     -p "$PARALLEL" "${INCLUDE[@]}" -o "$dir" >"$dir/kosoku.log" 2>&1 || rc=$?
   tail -n 3 "$dir/kosoku.log" >&2 || true
   if [[ $rc -eq 124 ]]; then log "server: kosoku hit SERVER_TIMEOUT=${SERVER_TIMEOUT}s"; fi
