@@ -927,6 +927,102 @@ mod tests {
 }
 
 #[cfg(test)]
+mod extended_connect_tests {
+    use super::*;
+
+    fn connect(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder()
+            .method(Method::CONNECT)
+            .uri("https://example.com/chat")
+            .version(Version::HTTP_2);
+        for (name, value) in headers {
+            b = b.header(*name, *value);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn accepts_an_extended_connect_with_version_13_and_reads_the_offers() {
+        let req = connect(&[
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat, superchat"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ]);
+        let offer = check_extended_connect(&req, Some("websocket")).unwrap();
+        assert_eq!(offer.protocols, ["chat", "superchat"]);
+        assert_eq!(offer.extensions.len(), 1);
+    }
+
+    #[test]
+    fn refuses_what_rfc_8441_section_5_rules_out() {
+        let v13 = ("sec-websocket-version", "13");
+        let status =
+            |req: Request<()>, protocol| check_extended_connect(&req, protocol).unwrap_err().status;
+        assert_eq!(status(connect(&[v13]), None), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(connect(&[v13]), Some("webtransport")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(
+                connect(&[("sec-websocket-version", "8")]),
+                Some("websocket")
+            ),
+            StatusCode::UPGRADE_REQUIRED
+        );
+        assert_eq!(
+            status(
+                connect(&[v13, ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]),
+                Some("websocket")
+            ),
+            StatusCode::BAD_REQUEST
+        );
+        let get = Request::get("https://example.com/").body(()).unwrap();
+        assert_eq!(
+            status(get, Some("websocket")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn the_acceptance_is_101_with_accept_on_http11_and_200_without_on_http2() {
+        let h1 = accept_response_head(Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), Some("chat"), None);
+        assert_eq!(h1.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            h1.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(h1.headers()["upgrade"], "websocket");
+        let h2 = accept_response_head(None, Some("chat"), Some("permessage-deflate"));
+        assert_eq!(h2.status(), StatusCode::OK);
+        assert!(!h2.headers().contains_key("sec-websocket-accept"));
+        assert!(!h2.headers().contains_key("upgrade"));
+        assert_eq!(h2.headers()["sec-websocket-protocol"], "chat");
+        assert_eq!(
+            h2.headers()["sec-websocket-extensions"],
+            "permessage-deflate"
+        );
+    }
+
+    #[test]
+    fn a_refusal_on_http2_leaves_out_http11_connection_headers() {
+        let reject = Reject::new(StatusCode::UPGRADE_REQUIRED, "x")
+            .with_header(header::UPGRADE, HeaderValue::from_static("websocket"))
+            .with_header(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        let h1 = reject.to_response(Version::HTTP_11);
+        assert_eq!(h1.headers()["upgrade"], "websocket");
+        let h2 = reject.to_response(Version::HTTP_2);
+        assert_eq!(h2.status(), StatusCode::UPGRADE_REQUIRED);
+        assert!(!h2.headers().contains_key("upgrade"));
+        assert_eq!(h2.headers()["sec-websocket-version"], "13");
+        assert_eq!(h2.body(), "x\n");
+    }
+}
+
+#[cfg(test)]
 mod deflate_tests {
     use super::*;
 

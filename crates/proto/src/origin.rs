@@ -298,6 +298,23 @@ mod tests {
     }
 
     #[test]
+    fn same_host_on_http2_reads_the_authority() {
+        // HTTP/2 has no Host header: the :authority is the URI's.
+        let request = |origin: &str| {
+            Request::builder()
+                .method("CONNECT")
+                .uri("https://chat.example:8443/ws")
+                .header(ORIGIN, origin)
+                .body(())
+                .unwrap()
+        };
+        let policy = OriginPolicy::same_host();
+        assert!(policy.check(&request("https://chat.example:8443")).is_ok());
+        assert!(policy.check(&request("https://evil.example:8443")).is_err());
+        assert!(policy.check(&request("https://chat.example")).is_err());
+    }
+
+    #[test]
     fn parse_normalizes_case_and_default_ports() {
         let a = Origin::parse("HTTPS://Example.COM").unwrap();
         let b = Origin::parse("https://example.com:443").unwrap();
