@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-browser test: Debian's Chromium (headless), driven by playwright-core,
 # loads the console page of `dialtone serve --web --echo` and talks to it
-# (see console.test.mjs). Installs chromium with apt-get if it is missing
+# (see console.test.mjs), then does it again over TLS (`--tls-self-signed`),
+# where the page and its WebSocket go over HTTP/2 (RFC 8441). Installs chromium with apt-get if it is missing
 # and playwright-core with `npm ci` (never a browser download). The server
 # log and the screenshot are kept in $TARGET/browser/.
 set -euo pipefail
@@ -26,8 +27,10 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
-bin="$target/release/dialtone"
-if [[ ! -x "$bin" ]]; then
+# DIALTONE_BIN: the binary to test (default: the release build, brought up
+# to date first; cargo does nothing if it is).
+bin="${DIALTONE_BIN:-$target/release/dialtone}"
+if [[ -z "${DIALTONE_BIN:-}" ]]; then
   (cd "$root" && cargo build --release -j2 -p dialtone-cli)
 fi
 
@@ -36,19 +39,39 @@ cd "$here"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 npm ci --no-audit --no-fund --loglevel=error
 
-log="$out/server.log"
-: >"$log"
-"$bin" -v serve 127.0.0.1:0 --echo --web 2>"$log" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+servers=()
+trap 'for s in "${servers[@]}"; do kill "$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done' EXIT
 
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed -n 's|^listening on ws://\(.*\)/$|\1|p' "$log")"
-  [[ -n "$addr" ]] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+# start LOG SCHEME ARGS...: starts `dialtone -v serve` logging to LOG and
+# sets $addr once it listens on SCHEME://addr/.
+start() {
+  local log="$1" scheme="$2"
+  shift 2
+  : >"$log"
+  "$bin" -v serve 127.0.0.1:0 --echo --web "$@" 2>"$log" &
+  local server=$!
+  servers+=("$server")
+  addr=""
+  for _ in $(seq 100); do
+    addr="$(sed -n "s|^listening on $scheme://\(.*\)/\$|\1|p" "$log")"
+    [[ -n "$addr" ]] && break
+    kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { echo "the server did not start"; cat "$log"; exit 1; }
+}
+
+echo "# HTTP/1.1 (ws://)"
+start "$out/server.log" ws
+node console.test.mjs "http://$addr/" "$out/server.log" "$out"
+
+echo "# HTTP/2 over TLS (wss://, a self-signed certificate accepted by its key)"
+start "$out/server-h2.log" wss --tls-self-signed
+spki=""
+for _ in $(seq 50); do
+  spki="$(sed -n 's|^ *SPKI SHA-256 (base64): \(.*\)$|\1|p' "$out/server-h2.log")"
+  [[ -n "$spki" ]] && break
   sleep 0.1
 done
-[[ -n "$addr" ]] || { echo "the server did not start"; cat "$log"; exit 1; }
-
-node console.test.mjs "http://$addr/" "$log" "$out"
+[[ -n "$spki" ]] || { echo "the server printed no SPKI hash"; cat "$out/server-h2.log"; exit 1; }
+DIALTONE_SPKI="$spki" EXPECT_HTTP=2 node console.test.mjs "https://$addr/" "$out/server-h2.log" "$out"

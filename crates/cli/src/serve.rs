@@ -257,7 +257,8 @@ impl Opened {
         info!(
             peer = %self.peer,
             http = ?self.request.version(),
-            path = %self.request.uri(),
+            // The path, as on HTTP/1.1 (an HTTP/2 request's URI is whole).
+            path = self.request.uri().path_and_query().map_or("/", |p| p.as_str()),
             extensions = self.extensions.as_deref().unwrap_or("none"),
             "open"
         );
