@@ -258,7 +258,7 @@ impl Opened {
             peer = %self.peer,
             http = ?self.request.version(),
             // The path, as on HTTP/1.1 (an HTTP/2 request's URI is whole).
-            path = self.request.uri().path_and_query().map_or("/", |p| p.as_str()),
+            path = %self.request.uri().path_and_query().map_or("/", |p| p.as_str()),
             extensions = self.extensions.as_deref().unwrap_or("none"),
             "open"
         );
