@@ -645,15 +645,12 @@ pub fn accept_response_head(
     };
     let h = response.headers_mut();
     let value = |v: &str| HeaderValue::from_str(v).ok();
-    match accept {
-        Some(accept) => {
-            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            if let Some(v) = value(accept) {
-                h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-            }
+    if let Some(accept) = accept {
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Some(v) = value(accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
         }
-        None => {}
     }
     if let Some(v) = protocol.and_then(value) {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
