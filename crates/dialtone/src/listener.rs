@@ -391,7 +391,7 @@ impl Listener {
     /// runs the TLS handshake in [`Incoming::handshake`], under the
     /// acceptor's handshake timeout, before the WebSocket handshake. With
     /// the feature `http2`, ALPN offers `h2` before `http/1.1` (unless
-    /// [`Listener::with_http2`] turned it off, or the identity came from
+    /// `Listener::with_http2` turned it off, or the identity came from
     /// [`ServerTls::from_config`], whose ALPN is left as it is).
     pub fn with_tls(mut self, tls: ServerTls) -> Self {
         #[cfg(feature = "http2")]
