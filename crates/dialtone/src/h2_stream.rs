@@ -5,8 +5,9 @@
 //!
 //! hyper does the framing: a write becomes DATA frames under the stream's
 //! flow control, a shutdown ends our half with END_STREAM (the WebSocket's
-//! close, RFC 8441 §6), a drop before that cancels the stream
-//! (RST_STREAM), and a stream the peer reset or ended reads as the end of
+//! close, RFC 8441 §6), a drop before that ends it without a close frame
+//! (hyper ends our half, then cancels the stream with RST_STREAM(CANCEL)
+//! while the peer's half is open), and a stream the peer reset or ended reads as the end of
 //! the transport, which the core reports as [`CloseCode::Abruptly`] if no
 //! close frame came first.
 //!

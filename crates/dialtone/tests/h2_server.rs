@@ -98,6 +98,11 @@ async fn echo_listener(listener: Listener) -> (SocketAddr, mpsc::UnboundedReceiv
                     return;
                 };
                 while let Some(Ok(msg)) = ws.recv().await {
+                    if request.uri().path() == "/drop" {
+                        // Given up without a close: the stream is cancelled.
+                        drop(ws);
+                        return;
+                    }
                     if msg.is_data() && ws.send(msg).await.is_err() {
                         break;
                     }
@@ -172,6 +177,18 @@ async fn many_websockets_share_one_http2_connection_and_a_reset_one_ends_alone()
         gone.close,
         Some(CloseCode::Abruptly),
         "a reset stream is an abrupt end for its WebSocket"
+    );
+    // The server gives one up without a close: the client sees its
+    // WebSocket end abruptly, and the others are untouched.
+    let mut dropped = open_ws(&mut client, addr.port(), "/drop").await;
+    dropped.send("drop me").await.unwrap();
+    let mut last = None;
+    while let Some(msg) = dropped.recv().await {
+        last = Some(msg);
+    }
+    assert!(
+        matches!(last, Some(Ok(Message::Close(ref f))) if f.code == CloseCode::Abruptly),
+        "{last:?}"
     );
     // The others carry on: a large message each, then a clean close.
     for (i, ws) in sockets.iter_mut().enumerate() {
