@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use dialtone::{Acceptor, CloseCode, CloseFrame, Deflate, Dialer, Listener, Message, MessageKind};
 
-use crate::{config, describe, DeflateArgs};
+use crate::{config, describe, server_config, DeflateArgs};
 
 pub(crate) async fn demo() -> Result<ExitCode> {
     let listener = Listener::bind("127.0.0.1:0")
         .await?
-        .with_acceptor(Acceptor::new().config(config(&DeflateArgs {
+        .with_acceptor(Acceptor::new().config(server_config(&DeflateArgs {
             no_deflate: false,
             deflate_threshold: Deflate::default().threshold,
         })));

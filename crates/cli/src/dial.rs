@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use bytes::Bytes;
+use dialtone::http::Version;
 use dialtone::proto::close::MAX_REASON_LEN;
 use dialtone::{
-    CloseCode, CloseFrame, CookieJar, Dialer, Error, Message, MessageKind, Response, Transport,
-    WebSocket, WsWriter,
+    CloseCode, CloseFrame, CookieJar, Dialer, Error, Http2, Message, MessageKind, Response,
+    Transport, WebSocket, WsWriter,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -55,7 +56,7 @@ Then it closes with --close (Normal by default) and waits for the server's
 answer.
 
 --jsonl prints every event as one JSON object per line on stdout instead:
-  {\"event\":\"open\",\"t_ms\":3.1,\"url\":\"ws://…\",\"status\":101,\"protocol\":null,\"extensions\":\"permessage-deflate\"}
+  {\"event\":\"open\",\"t_ms\":3.1,\"url\":\"ws://…\",\"status\":101,\"http\":\"1.1\",\"protocol\":null,\"extensions\":\"permessage-deflate\"}
   {\"event\":\"message\",\"t_ms\":5.2,\"type\":\"text\",\"len\":5,\"data\":\"hello\"}
   {\"event\":\"message\",\"t_ms\":5.4,\"type\":\"binary\",\"len\":3,\"encoding\":\"base64\",\"data\":\"AAH/\"}
   {\"event\":\"ping\",…} and {\"event\":\"pong\",…} (payload in base64; pongs that answer
@@ -81,6 +82,8 @@ Examples:
   dialtone dial --proxy socks5h://127.0.0.1:1080 --timeout 5 --max-redirects 0 URL
   dialtone dial --cacert ca.pem --cert me.pem --key me.key wss://127.0.0.1:9443/
   dialtone dial --insecure wss://127.0.0.1:9443/        # no certificate check: testing only
+  dialtone dial -v --http2 only wss://127.0.0.1:9443/   # WebSocket over HTTP/2 (RFC 8441) or fail
+  dialtone dial --http2 only ws://127.0.0.1:9001/       # cleartext HTTP/2 (h2c, prior knowledge)
   dialtone dial --cookie-jar cookies.txt --ping-interval 20 --no-deflate URL
   dialtone dial --echo --deflate-threshold 0 URL        # compress every message
 
@@ -206,12 +209,31 @@ pub(crate) struct DialArgs {
     /// Dial timeout in seconds (DNS, connect, proxy, TLS, handshake).
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// WebSockets over HTTP/2 (RFC 8441): `auto` offers h2 on wss:// and
+    /// uses it when the server enables extended CONNECT, else HTTP/1.1;
+    /// `never` is HTTP/1.1 only; `only` fails if the server cannot (and
+    /// on ws:// speaks cleartext h2c). `-v` logs the version used.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    http2: Http2Arg,
     #[command(flatten)]
     deflate: DeflateArgs,
 }
 
+/// `--http2`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Http2Arg {
+    Auto,
+    Never,
+    Only,
+}
+
 fn dialer(args: &DialArgs) -> Result<Dialer> {
     let mut d = Dialer::new()
+        .http2(match args.http2 {
+            Http2Arg::Auto => Http2::Auto,
+            Http2Arg::Never => Http2::Never,
+            Http2Arg::Only => Http2::Only,
+        })
         .config(config(&args.deflate))
         .max_redirects(args.max_redirects)
         .timeout(Duration::from_secs_f64(args.timeout));
@@ -313,7 +335,15 @@ pub(crate) async fn dial(args: DialArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {path:?}"))?;
     }
     let (ws, response) = match dialed {
-        Ok(dialed) => dialed,
+        Ok(dialed) => {
+            tracing::info!(
+                "connected to {} over {:?} (status {})",
+                dialed.1.url,
+                dialed.1.version,
+                dialed.1.head.status.as_u16()
+            );
+            dialed
+        }
         Err(e) => {
             let (status, said) = exit::for_dial_error(&e);
             report.error(&said);
@@ -808,6 +838,7 @@ impl Report {
                 json!({
                     "url": response.url.as_str(),
                     "status": response.head.status.as_u16(),
+                    "http": if response.version == Version::HTTP_2 { "2" } else { "1.1" },
                     "protocol": response.protocol,
                     "extensions": extensions,
                 }),

@@ -106,6 +106,8 @@ pub(crate) fn for_dial_error(e: &Error) -> (u8, String) {
         }
         Error::Handshake(h) => (REFUSED, format!("not a WebSocket upgrade: {h}")),
         Error::Redirect(_) => (REFUSED, e.to_string()),
+        // `--http2 only` and a server that cannot.
+        Error::Http2(_) => (REFUSED, e.to_string()),
         _ => (FAILURE, e.to_string()),
     }
 }

@@ -100,8 +100,7 @@ async fn main() -> ExitCode {
 
 /// permessage-deflate is offered twice, in order of preference: with
 /// context takeover, then without it, for servers that accept only clients
-/// that can go without (RFC 7692 §7.1.1.2). As a server policy the first
-/// accepts any valid offer.
+/// that can go without (RFC 7692 §7.1.1.2). Servers use [`server_config`].
 pub(crate) fn config(args: &DeflateArgs) -> Config {
     let (no_deflate, threshold) = (args.no_deflate, args.deflate_threshold);
     let config = Config::default();
@@ -115,6 +114,17 @@ pub(crate) fn config(args: &DeflateArgs) -> Config {
     config
         .deflate(Deflate::default().threshold(threshold))
         .deflate(without_takeover.threshold(threshold))
+}
+
+/// The server's policy: [`Deflate::server_default`] (12-bit windows where
+/// the offer allows, which keeps an active connection's zlib state small;
+/// an idle one holds none), accepting any valid offer.
+pub(crate) fn server_config(args: &DeflateArgs) -> Config {
+    let config = Config::default();
+    if args.no_deflate {
+        return config;
+    }
+    config.deflate(Deflate::server_default().threshold(args.deflate_threshold))
 }
 
 /// How a message looks in a transcript.

@@ -16,7 +16,7 @@ use dialtone::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{config, describe, DeflateArgs};
+use crate::{describe, server_config, DeflateArgs};
 
 mod broadcast;
 mod broadcast_lines;
@@ -130,7 +130,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut listener = Listener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?
-        .with_acceptor(Acceptor::new().config(config(&args.deflate)));
+        .with_acceptor(Acceptor::new().config(server_config(&args.deflate)));
     let mut self_signed = None;
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

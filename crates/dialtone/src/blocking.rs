@@ -8,24 +8,32 @@
 //! negotiations): this face only moves bytes.
 //! Every wait (a read, a write to a peer that stopped reading) is bounded
 //! by the core's next deadline ([`Timeouts`]),
-//! as described for the async [`socket`](crate::socket#timeouts).
+//! as described for the async [`socket`] face's timeouts.
+//!
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`Dialer::dial`]: crate#feature-flags\n[`socket`]: crate#feature-flags"
+)]
+#![cfg_attr(feature = "tokio", doc = "[`socket`]: crate::socket#timeouts")]
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
+use dialtone_proto::http::Request;
 use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, State, Timeouts};
 
-use crate::blocking_transport::is_timeout;
-use crate::error::{Error, Result};
-use crate::message::{self, Message};
-use crate::socket::Driver;
+use crate::blocking_transport::{is_timeout, Deadline};
 #[cfg(doc)]
-use crate::{dialer::Dialer, handshake::Acceptor};
+use crate::dialer::Dialer;
+use crate::driver::{Driver, MAX_READ_RESERVE};
+use crate::error::{Error, Result};
+use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
+use crate::message::{self, Message};
 
 pub use crate::blocking_transport::Transport;
-use crate::stream_mode::{to_io, ReadState, Step, Utf8Carry};
+use crate::stream_core::{to_io, ReadState, Step, Utf8Carry};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -38,6 +46,21 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 /// can be shut down alone: what a blocking [`WebSocket`] needs to keep the
 /// core's deadlines and closing rules. Implemented for [`TcpStream`]; a TLS
 /// stream implements it over its socket.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use dialtone::blocking::TimedIo;
+///
+/// /// Fails a read that waits longer than a second.
+/// fn impatient(io: &impl TimedIo) -> std::io::Result<()> {
+///     io.set_read_timeout(Some(Duration::from_secs(1)))
+/// }
+///
+/// let tcp = std::net::TcpStream::connect("127.0.0.1:9001")?;
+/// impatient(&tcp)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait TimedIo: Read + Write {
     /// Bounds each following read (`None`: no bound), which then fails with
     /// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`], as
@@ -79,6 +102,18 @@ impl TimedIo for Transport {
 }
 
 /// A blocking WebSocket over a transport `S`.
+///
+/// ```no_run
+/// use dialtone::{CloseCode, Dialer, Message};
+///
+/// let (mut ws, _response) = Dialer::new().dial_blocking("ws://127.0.0.1:9001/")?;
+/// ws.send("hello")?;
+/// if let Some(Ok(Message::Text(reply))) = ws.recv() {
+///     println!("{reply}");
+/// }
+/// ws.close(CloseCode::Normal, "done")?;
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct WebSocket<S> {
     io: S,
@@ -171,7 +206,7 @@ impl<S: TimedIo> WebSocket<S> {
         }
         // Room for the rest of a frame received in place (see the async
         // socket), so that it is never moved while it arrives.
-        let hint = self.conn.read_hint().min(crate::socket::MAX_READ_RESERVE);
+        let hint = self.conn.read_hint().min(MAX_READ_RESERVE);
         let buf = self.conn.read_buffer();
         if buf.capacity() - buf.len() < hint {
             buf.reserve(hint);
@@ -281,6 +316,23 @@ impl<S: TimedIo> WebSocket<S> {
 /// [`crate::StreamMode`], with the same semantics (see
 /// [`crate::stream_mode`]). Each `write` sends one message and writes it
 /// out; [`StreamMode::shutdown`] does what `poll_shutdown` does there.
+///
+/// ```no_run
+/// use std::io::Write;
+///
+/// use dialtone::{Dialer, MessageKind};
+///
+/// let (ws, _response) = Dialer::new().dial_blocking("ws://127.0.0.1:9001/")?;
+/// let mut stream = ws.into_stream(MessageKind::Binary);
+/// stream.write_all(b"one message")?;
+/// stream.shutdown()?; // a close frame (Normal)
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+#[cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`crate::StreamMode`]: crate#feature-flags\n[`crate::stream_mode`]: crate#feature-flags"
+)]
 #[derive(Debug)]
 pub struct StreamMode<S> {
     ws: WebSocket<S>,
@@ -398,5 +450,51 @@ impl<S: TimedIo> Write for StreamMode<S> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.ws.flush().map_err(to_io)
+    }
+}
+
+/// The blocking face of the listener: the same step as the async
+/// `Acceptor::accept`.
+impl Acceptor {
+    /// Accepts a handshake on a blocking TCP stream (see
+    /// [`Acceptor::accept`]); the client has the handshake timeout to send
+    /// its request.
+    ///
+    #[cfg_attr(
+        not(feature = "tokio"),
+        doc = "[`Acceptor::accept`]: crate#feature-flags"
+    )]
+    pub fn accept_blocking(
+        &self,
+        mut stream: TcpStream,
+    ) -> Result<(WebSocket<TcpStream>, Request<()>)> {
+        let deadline = Deadline::after(self.handshake_timeout);
+        let mut step = ServerStep::new(self, false);
+        let head = loop {
+            stream.set_read_timeout(Some(deadline.left()?))?;
+            let n = match read_into(&mut stream, step.buffer()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(deadline.io(e)),
+            };
+            if let Some(head) = step.step(n)? {
+                break head;
+            }
+        };
+        let reject = match head {
+            ServerHead::Upgrade(outcome) => {
+                stream.set_read_timeout(None)?;
+                stream.set_nodelay(true)?;
+                stream.write_all(&outcome.answer)?;
+                let ws = WebSocket::from_connection(stream, outcome.conn, outcome.protocol);
+                return Ok((ws, outcome.request));
+            }
+            ServerHead::Refused(reject) => reject,
+            ServerHead::Plain(_) => upgrade_required(),
+        };
+        // Best effort: the client may already be gone.
+        let _ = stream.write_all(&reject.to_bytes());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        Err(Error::Refused(Box::new(reject)))
     }
 }

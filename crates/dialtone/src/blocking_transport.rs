@@ -9,16 +9,26 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+#[cfg(feature = "tls")]
 use crate::tls::rustls::pki_types::CertificateDer;
+#[cfg(feature = "tls")]
 use crate::tls::rustls::{ClientConnection, StreamOwned};
 
 /// A blocking connection's transport.
+///
+/// ```no_run
+/// let (ws, _response) = dialtone::Dialer::new().dial_blocking("wss://127.0.0.1:9443/")?;
+/// let transport: &dialtone::blocking::Transport = ws.get_ref();
+/// println!("TLS {} with {}", transport.is_tls(), transport.peer_addr()?);
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Transport {
     /// Plain TCP (`ws://`).
     Tcp(TcpStream),
     /// TLS over TCP, dialed (`wss://`).
+    #[cfg(feature = "tls")]
     TlsClient(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
@@ -27,6 +37,7 @@ impl Transport {
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Tcp(s) => s,
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => &s.sock,
         }
     }
@@ -37,6 +48,7 @@ impl Transport {
     }
 
     /// The certificates the server presented (leaf first).
+    #[cfg(feature = "tls")]
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match self {
             Transport::Tcp(_) => None,
@@ -45,6 +57,7 @@ impl Transport {
     }
 
     /// The ALPN protocol agreed in the TLS handshake, if any.
+    #[cfg(feature = "tls")]
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {
             Transport::Tcp(_) => None,
@@ -77,6 +90,7 @@ impl Transport {
     /// Ends our direction of the connection: for TLS, a `close_notify`
     /// first, then the TCP write side.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
         if let Transport::TlsClient(s) = self {
             s.conn.send_close_notify();
             // Best effort: the peer may be gone; the TCP shutdown says so.
@@ -90,6 +104,7 @@ impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.read(buf),
         }
     }
@@ -99,6 +114,7 @@ impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.write(buf),
         }
     }
@@ -106,6 +122,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.write_vectored(bufs),
         }
     }
@@ -113,6 +130,7 @@ impl Write for Transport {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Transport::TlsClient(s) => s.flush(),
         }
     }

@@ -15,6 +15,18 @@ use url::Url;
 
 /// A cookie jar shared by every dial made with it; cheap to clone (clones
 /// share the cookies).
+///
+/// ```
+/// use dialtone::{CookieJar, Dialer};
+///
+/// // A session cookie for 127.0.0.1, as curl's cookie files write it.
+/// let jar = CookieJar::from_netscape("127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc123\n");
+/// assert_eq!(jar.len(), 1);
+/// // Every dial sends it, and keeps what `Set-Cookie` headers answer.
+/// let dialer = Dialer::new().cookie_jar(jar.clone());
+/// # drop(dialer);
+/// assert!(jar.to_netscape().contains("session\tabc123"));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CookieJar {
     store: Arc<Mutex<CookieStore>>,

@@ -63,7 +63,9 @@ impl<'a> DialPlan<'a> {
     }
 
     /// The handshake succeeded: its cookies are kept.
+    #[cfg_attr(not(feature = "cookies"), allow(unused_variables))]
     pub(crate) fn upgraded(&self, response: &Response) {
+        #[cfg(feature = "cookies")]
         if let Some(jar) = self.dialer.cookie_jar_ref() {
             jar.store_from(&self.url, &response.head.headers);
         }
@@ -71,7 +73,9 @@ impl<'a> DialPlan<'a> {
 
     /// A refusal that is not followed (over a caller's transport, where
     /// there is no second attempt): its cookies are kept.
+    #[cfg_attr(not(feature = "cookies"), allow(unused_variables))]
     pub(crate) fn refused(&self, r: &Rejection) {
+        #[cfg(feature = "cookies")]
         if let Some(jar) = self.dialer.cookie_jar_ref() {
             jar.store_from(&self.url, &r.headers);
         }
@@ -216,6 +220,7 @@ mod tests {
     use dialtone_proto::http::{HeaderMap, HeaderValue};
 
     use super::*;
+    #[cfg(feature = "cookies")]
     use crate::CookieJar;
 
     fn refusal(status: u16, headers: &[(&str, &str)]) -> Box<Rejection> {
@@ -366,6 +371,7 @@ mod tests {
         assert!(matches!(e, Err(Error::Redirect(_))), "{e:?}");
     }
 
+    #[cfg(feature = "cookies")]
     #[test]
     fn cookies_are_stored_from_refusals_and_sent_on_the_next_attempt() {
         let jar = CookieJar::new();

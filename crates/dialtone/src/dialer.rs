@@ -5,23 +5,39 @@
 //! handshake, with redirects, cookies and authentication, all under one
 //! dial timeout (30 s by default, as in EFL). The handshake can also run
 //! over any transport the caller connected itself ([`Dialer::handshake`]).
+//!
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`WebSocket`]: crate#feature-flags\n[`Dialer::handshake`]: crate#feature-flags"
+)]
 
+#[cfg(feature = "blocking")]
 use std::io::{self, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "blocking")]
+use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use dialtone_proto::handshake::ClientHandshake;
 use dialtone_proto::Config;
+#[cfg(feature = "tokio")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+#[cfg(feature = "blocking")]
 use crate::blocking;
+#[cfg(feature = "blocking")]
 use crate::blocking_transport::{self, Deadline};
+#[cfg(feature = "cookies")]
 use crate::cookies::CookieJar;
 use crate::dial_plan::{Attempt, DialPlan};
 use crate::error::{Error, Rejection, Result};
-use crate::handshake::{connect_host, read_into, target, ClientOutcome, ClientStep, Response};
+#[cfg(feature = "blocking")]
+use crate::handshake::read_into;
+use crate::handshake::{connect_host, target, ClientOutcome, ClientStep, Response};
+#[cfg(feature = "tokio")]
 use crate::socket::WebSocket;
+#[cfg(feature = "tokio")]
 use crate::transport::{connect, Transport};
 
 /// The default `User-Agent`: `dialtone/<version>`.
@@ -47,14 +63,33 @@ pub struct Dialer {
     origin: Option<String>,
     headers: Vec<(String, String)>,
     auth: Option<Auth>,
+    #[cfg(feature = "cookies")]
     cookies: Option<CookieJar>,
     max_redirects: usize,
     allow_downgrade: bool,
+    #[cfg(feature = "tls")]
     tls: crate::tls::ClientTls,
+    #[cfg(feature = "proxy")]
     proxy: crate::proxy::ProxySetting,
+    /// When to speak WebSockets over HTTP/2, and what was learnt of which
+    /// servers do not (see [`crate::http2`]).
+    #[cfg(feature = "http2")]
+    pub(crate) http2: crate::http2::Http2State,
 }
 
 /// Credentials sent with the handshake's `Authorization` header.
+///
+/// ```
+/// use dialtone::{Auth, Dialer};
+///
+/// let dialer = Dialer::new().auth(Auth::Digest {
+///     user: "ann".into(),
+///     password: "secret".into(),
+/// });
+/// # drop(dialer);
+/// // Debug output never shows a secret.
+/// assert_eq!(format!("{:?}", Auth::Bearer("t0k3n".into())), "Bearer(***)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// HTTP Basic (RFC 7617).
@@ -113,11 +148,16 @@ impl Default for Dialer {
             origin: None,
             headers: Vec::new(),
             auth: None,
+            #[cfg(feature = "cookies")]
             cookies: None,
             max_redirects: Self::DEFAULT_MAX_REDIRECTS,
             allow_downgrade: false,
+            #[cfg(feature = "tls")]
             tls: crate::tls::ClientTls::default(),
+            #[cfg(feature = "proxy")]
             proxy: crate::proxy::ProxySetting::default(),
+            #[cfg(feature = "http2")]
+            http2: crate::http2::Http2State::default(),
         }
     }
 }
@@ -195,6 +235,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "cookies")]
     /// Sends the jar's matching cookies and stores the `Set-Cookie` headers
     /// of handshake responses and redirects in it.
     pub fn cookie_jar(mut self, jar: CookieJar) -> Self {
@@ -216,6 +257,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Also trusts the CA certificates in this PEM text for `wss://`, on
     /// top of the built-in roots (see [`tls`](crate::tls)). Bad PEM is
     /// reported by the dial as [`Error::TlsConfig`].
@@ -228,6 +270,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Also trusts the CA certificates in this PEM file for `wss://` (read
     /// at the first `wss://` dial).
     pub fn add_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
@@ -238,6 +281,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Whether to trust the built-in Mozilla roots (default `true`). With
     /// `false`, only the CAs added with [`Dialer::add_ca_pem`] /
     /// [`Dialer::add_ca_file`] are trusted.
@@ -247,6 +291,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Presents this client certificate (chain, leaf first) and private key
     /// to servers that ask for one, both PEM.
     pub fn client_cert_pem(
@@ -263,6 +308,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Presents the client certificate and key in these PEM files (read at
     /// the first `wss://` dial).
     pub fn client_cert_files(
@@ -278,6 +324,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Sends this name as SNI and checks the server's certificate against
     /// it, instead of the URL's host (which is still dialed and sent as
     /// `Host`).
@@ -286,6 +333,7 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// **Dangerous**: with `true`, `wss://` accepts *any* server
     /// certificate — expired, self-signed, for another name — so anyone on
     /// the path can read and change the connection. For tests against
@@ -296,15 +344,17 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Uses this rustls client config for `wss://` as is, instead of the one
     /// the options above build (they are then ignored, except
     /// [`Dialer::tls_server_name`]). The config should offer ALPN `http/1.1`
-    /// or nothing.
+    /// or nothing (or `h2` too, for `Dialer::http2`).
     pub fn tls_config(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
         self.tls.custom = Some(config);
         self
     }
 
+    #[cfg(feature = "proxy")]
     /// Dials through this proxy, for `ws://` and `wss://` alike:
     /// `http://[user:password@]host:port` (HTTP `CONNECT`, Basic
     /// credentials), `socks5://` (names resolved here), `socks5h://` (by the
@@ -315,12 +365,14 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "proxy")]
     /// Dials directly, ignoring any proxy environment variables.
     pub fn no_proxy(mut self) -> Self {
         self.proxy = crate::proxy::ProxySetting::Direct;
         self
     }
 
+    #[cfg(feature = "proxy")]
     /// Picks the proxy from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` /
     /// `NO_PROXY` at each dial, like curl (the default); see
     /// [`Proxy::from_env`](crate::proxy::Proxy::from_env).
@@ -329,16 +381,34 @@ impl Dialer {
         self
     }
 
+    #[cfg(feature = "tokio")]
     /// Dials a `ws://` or `wss://` URL (through the proxy, if any), following
     /// redirects and answering a Digest challenge (see [`Dialer::auth`]);
-    /// the final URL is in [`Response::url`].
+    /// the final URL is in [`Response::url`]. With the `http2` feature, a
+    /// `wss://` dial may speak HTTP/2 (RFC 8441) instead, as
+    /// `Dialer::http2` says; [`Response::version`] tells which.
     pub async fn dial(&self, url: &str) -> Result<(WebSocket<Transport>, Response)> {
         let mut plan = DialPlan::new(self, url)?;
         let work = async {
+            // An HTTP/2 connection a refusal came over, for the next
+            // attempt (a Digest answer, a redirect) if it goes to the same origin.
+            #[cfg(feature = "http2")]
+            let mut h2 = None;
             loop {
                 let attempt = plan.attempt()?;
-                let transport = self.open_transport(&attempt.url).await?;
-                match self.exchange(transport, &attempt).await? {
+                #[cfg(feature = "http2")]
+                let exchange = match self.route(&attempt.url, &mut h2).await? {
+                    crate::http2::Route::H2(conn) => conn.exchange(&attempt).await?,
+                    crate::http2::Route::H1(transport) => {
+                        self.exchange(transport, &attempt).await?
+                    }
+                };
+                #[cfg(not(feature = "http2"))]
+                let exchange = {
+                    let transport = self.open_transport(&attempt.url, false).await?;
+                    self.exchange(transport, &attempt).await?
+                };
+                match exchange {
                     Exchange::Upgraded(upgraded) => {
                         plan.upgraded(&upgraded.1);
                         return Ok(*upgraded);
@@ -352,10 +422,17 @@ impl Dialer {
             .map_err(|_| Error::Timeout(self.timeout))?
     }
 
-    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`.
-    async fn open_transport(&self, url: &url::Url) -> Result<Transport> {
+    #[cfg(feature = "tokio")]
+    /// (Proxy tunnel or DNS and TCP), then TLS for `wss://`, for `url`;
+    /// TLS offers ALPN `h2` too if `h2`.
+    pub(crate) async fn open_transport(&self, url: &url::Url, h2: bool) -> Result<Transport> {
+        // ALPN is TLS's: h2c needs no offer.
+        #[cfg(not(feature = "tls"))]
+        let _ = h2;
         let (_, _, port) = target(url)?;
         let host = connect_host(url)?;
+        no_tls_check(url)?;
+        #[cfg(feature = "proxy")]
         let tcp = match self.proxy.resolve(url)? {
             Some(proxy) => {
                 tracing::debug!("dialing {host}:{port} through {proxy}");
@@ -363,14 +440,17 @@ impl Dialer {
             }
             None => connect(&host, port).await?,
         };
+        #[cfg(not(feature = "proxy"))]
+        let tcp = connect(&host, port).await?;
+        #[cfg(feature = "tls")]
         if url.scheme() == "wss" {
-            let tls = self.tls.connect(tcp, &host).await?;
-            Ok(Transport::TlsClient(Box::new(tls)))
-        } else {
-            Ok(Transport::Tcp(tcp))
+            let tls = self.tls.connect(tcp, &host, h2).await?;
+            return Ok(Transport::TlsClient(Box::new(tls)));
         }
+        Ok(Transport::Tcp(tcp))
     }
 
+    #[cfg(feature = "tokio")]
     /// Runs the opening handshake for `url` over a transport the caller
     /// connected (e.g. through a proxy, or TLS), under the dial timeout.
     /// There is one request: a redirect or a challenge is the error.
@@ -424,6 +504,7 @@ impl Dialer {
         if let Some(value) = authorization.filter(|_| !self.has_explicit_authorization()) {
             request.header("Authorization", value)?;
         }
+        #[cfg(feature = "cookies")]
         if let Some(cookie) = self.cookies.as_ref().and_then(|jar| jar.header_for(url)) {
             request.header("Cookie", &cookie)?;
         }
@@ -441,6 +522,7 @@ impl Dialer {
         self.auth.as_ref()
     }
 
+    #[cfg(feature = "cookies")]
     pub(crate) fn cookie_jar_ref(&self) -> Option<&CookieJar> {
         self.cookies.as_ref()
     }
@@ -453,6 +535,17 @@ impl Dialer {
         self.allow_downgrade
     }
 
+    #[cfg(feature = "http2")]
+    pub(crate) fn config_ref(&self) -> &Config {
+        &self.config
+    }
+
+    #[cfg(feature = "http2")]
+    pub(crate) fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+
+    #[cfg(feature = "tokio")]
     /// Sends the attempt's request over `io` and reads the answer.
     async fn exchange<S>(&self, mut io: S, attempt: &Attempt) -> Result<Exchange<WebSocket<S>>>
     where
@@ -497,6 +590,17 @@ impl Dialer {
     }
 }
 
+/// A `wss://` dial in a build without TLS fails before anything is
+/// connected (over a caller's own transport, [`Dialer::handshake`], it is
+/// the caller's TLS and goes ahead).
+#[cfg(any(feature = "tokio", feature = "blocking"))]
+fn no_tls_check(url: &url::Url) -> Result<()> {
+    if cfg!(not(feature = "tls")) && url.scheme() == "wss" {
+        return Err(Error::UnsupportedScheme("wss".into()));
+    }
+    Ok(())
+}
+
 /// How long the start of a refusal's body is waited for.
 pub(crate) const REJECTION_BODY_TIME: Duration = Duration::from_secs(1);
 
@@ -511,12 +615,15 @@ pub const MAX_REJECTION_BODY: usize = 64 * 1024;
 
 /// The blocking face: the same plan, steps and negotiations as the async
 /// one above; only the reading and writing differ.
+#[cfg(feature = "blocking")]
 impl Dialer {
     /// Dials like [`Dialer::dial`], without an async runtime: `ws://` and
     /// `wss://` (the same TLS options), proxies (given or from the
     /// environment), redirects, cookies, Basic, Bearer and Digest
     /// authentication, all under the dial timeout (DNS, connect, proxy, TLS
     /// and handshake).
+    ///
+    #[cfg_attr(not(feature = "tokio"), doc = "[`Dialer::dial`]: crate#feature-flags")]
     pub fn dial_blocking(
         &self,
         url: &str,
@@ -544,6 +651,8 @@ impl Dialer {
     ) -> Result<blocking::Transport> {
         let (_, _, port) = target(url)?;
         let host = connect_host(url)?;
+        no_tls_check(url)?;
+        #[cfg(feature = "proxy")]
         let tcp = match self.proxy.resolve(url)? {
             Some(proxy) => {
                 tracing::debug!("dialing {host}:{port} through {proxy}");
@@ -569,12 +678,14 @@ impl Dialer {
             }
             None => blocking_transport::connect(&host, port, deadline)?,
         };
+        #[cfg(not(feature = "proxy"))]
+        let tcp = blocking_transport::connect(&host, port, deadline)?;
+        #[cfg(feature = "tls")]
         if url.scheme() == "wss" {
             let tls = self.tls.connect_blocking(tcp, &host, deadline)?;
-            Ok(blocking::Transport::TlsClient(Box::new(tls)))
-        } else {
-            Ok(blocking::Transport::Tcp(tcp))
+            return Ok(blocking::Transport::TlsClient(Box::new(tls)));
         }
+        Ok(blocking::Transport::Tcp(tcp))
     }
 
     /// Sends the attempt's request over `io` and reads the answer, before
@@ -630,5 +741,41 @@ impl Dialer {
             }
             ClientOutcome::Rejected(r) => Exchange::Rejected(r),
         })
+    }
+}
+
+// Only a build without TLS has these rules to check.
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::*;
+
+    /// Without the `tls` flag there is no TLS to dial with: the dial says
+    /// so before connecting anywhere (port 9 is the discard port; nothing
+    /// answers there, so a connect attempt would fail differently).
+    #[cfg(all(feature = "blocking", not(feature = "tls")))]
+    #[test]
+    fn wss_without_the_tls_flag_is_an_unsupported_scheme_before_connecting() {
+        let err = Dialer::new()
+            .dial_blocking("wss://127.0.0.1:9/")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedScheme(ref s) if s == "wss"),
+            "{err:?}"
+        );
+    }
+
+    #[cfg(all(feature = "tokio", not(feature = "tls")))]
+    #[tokio::test]
+    async fn async_wss_without_the_tls_flag_is_an_unsupported_scheme_before_connecting() {
+        let err = Dialer::new()
+            .dial("wss://127.0.0.1:9/")
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedScheme(ref s) if s == "wss"),
+            "{err:?}"
+        );
     }
 }

@@ -6,14 +6,23 @@ use dialtone_proto::handshake::{HandshakeError, Reject};
 use dialtone_proto::ProtocolError;
 
 /// Everything that can go wrong dialing, accepting or using a WebSocket.
+///
+/// ```
+/// use dialtone::{Dialer, Error};
+///
+/// // Refused before anything is connected: not a WebSocket URL.
+/// let err = Dialer::new().dial_blocking("http://127.0.0.1/").unwrap_err();
+/// assert!(matches!(err, Error::UnsupportedScheme(ref s) if s == "http"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The URL could not be parsed or lacks a host.
     #[error("invalid URL: {0}")]
     Url(String),
-    /// The URL's scheme is not one this build dials.
-    #[error("unsupported URL scheme {0:?} (expected ws or wss)")]
+    /// The URL's scheme is not one this build dials: not `ws` or `wss`, or
+    /// `wss` in a build without the `tls` feature.
+    #[error("unsupported URL scheme {0:?} (expected ws, or wss with the tls feature)")]
     UnsupportedScheme(String),
     /// The host name did not resolve.
     #[error("could not resolve {host}: {source}")]
@@ -65,6 +74,8 @@ pub enum Error {
     /// The transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// The TLS handshake failed. `reason` is what rustls said (an expired
     /// certificate, a name mismatch, an unknown issuer, …); `source` is the
     /// rustls error itself when there is one (there is none when the peer
@@ -78,10 +89,22 @@ pub enum Error {
         /// The rustls error, to match on.
         source: Option<rustls::Error>,
     },
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// The TLS options cannot be used: an unreadable file, bad PEM, no key,
     /// a key that does not match its certificate, a bad server name.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// WebSockets over HTTP/2 (RFC 8441) could not be used: the server did
+    /// not agree to HTTP/2 (ALPN), did not enable extended CONNECT
+    /// (`SETTINGS_ENABLE_CONNECT_PROTOCOL`), or the HTTP/2 connection
+    /// failed. Only when HTTP/2 was required (`Http2::Only`,
+    /// `Dialer::connect_http2`) or already in use: otherwise the dialer
+    /// falls back to HTTP/1.1.
+    #[error("HTTP/2: {0}")]
+    Http2(String),
+    #[cfg(feature = "proxy")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
     /// The proxy could not be reached, or refused or failed to open the
     /// tunnel (a 407, a SOCKS authentication failure, a SOCKS reply code, …).
     #[error("proxy {proxy}: {source}")]
@@ -109,6 +132,22 @@ impl From<dialtone_proto::KeepaliveTimeout> for Error {
 }
 
 /// A refusal of our handshake by the server.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::{Dialer, Error};
+///
+/// match Dialer::new().dial("ws://127.0.0.1:9001/private").await {
+///     Ok((_ws, _response)) => println!("open"),
+///     Err(Error::Rejected(r)) if r.status == 401 => {
+///         let challenge = r.headers.get("www-authenticate");
+///         println!("{} {} ({challenge:?})", r.status, r.reason);
+///         println!("{}", String::from_utf8_lossy(&r.body));
+///     }
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     /// The HTTP status.
@@ -134,4 +173,13 @@ impl Rejection {
 }
 
 /// `Result` with [`Error`].
+///
+/// ```
+/// fn port(text: &str) -> dialtone::Result<u16> {
+///     text.parse()
+///         .map_err(|_| dialtone::Error::Url(format!("bad port {text:?}")))
+/// }
+/// assert_eq!(port("9001").unwrap(), 9001);
+/// assert!(port("ninety").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

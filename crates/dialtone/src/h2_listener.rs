@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::h2_stream::H2Stream;
+use crate::h2_upgraded::{ConnectionOf, H2Upgraded};
 use crate::handshake::{Acceptor, Upgraded};
 use crate::transport::Transport;
 
@@ -50,8 +50,7 @@ const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from
 pub(crate) struct H2Request {
     request: Request<hyper::body::Incoming>,
     respond: oneshot::Sender<Response<ResponseBody>>,
-    local: SocketAddr,
-    peer: SocketAddr,
+    conn: ConnectionOf,
 }
 
 impl std::fmt::Debug for H2Request {
@@ -59,7 +58,7 @@ impl std::fmt::Debug for H2Request {
         f.debug_struct("H2Request")
             .field("method", self.request.method())
             .field("uri", self.request.uri())
-            .field("peer", &self.peer)
+            .field("peer", &self.conn.peer)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +77,7 @@ fn full(body: impl Into<Bytes>) -> ResponseBody {
 impl H2Request {
     /// The client's address.
     pub(crate) fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.conn.peer
     }
 
     /// Whether the request is a CONNECT: an extended one asks for a
@@ -100,14 +99,14 @@ impl H2Request {
     /// Judges the request with `acceptor` and answers it: `200` and the
     /// open WebSocket over this stream, or the refusal.
     pub(crate) async fn upgrade(self, acceptor: &Acceptor) -> Result<Upgraded<Transport>> {
-        let (local, peer) = (self.local, self.peer);
+        let conn = self.conn;
         match acceptor.upgrade(self.request) {
             Ok((response, pending)) => {
                 if self.respond.send(response.map(boxed)).is_err() {
                     return Err(gone());
                 }
                 pending
-                    .finish_with(|io| Transport::Http2(Box::new(H2Stream::new(io, local, peer))))
+                    .finish_with(|io| Transport::H2Server(Box::new(H2Upgraded::new(io, conn))))
                     .await
             }
             Err(refused) => {
@@ -280,21 +279,21 @@ impl Streams {
 /// handing each request to `streams`.
 pub(crate) fn serve(
     tls: tokio_rustls::server::TlsStream<TcpStream>,
-    local: SocketAddr,
-    peer: SocketAddr,
+    conn: ConnectionOf,
     max_header_list_size: usize,
     streams: Streams,
 ) {
     let streams = Arc::new(streams);
+    let peer = conn.peer;
     let service = hyper::service::service_fn(move |request| {
         let streams = streams.clone();
+        let conn = conn.clone();
         async move {
             let (respond, answer) = oneshot::channel();
             let request = H2Request {
                 request,
                 respond,
-                local,
-                peer,
+                conn,
             };
             if streams.hand_on(request).await.is_err() {
                 return Ok::<_, io::Error>(unavailable());

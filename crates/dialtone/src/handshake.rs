@@ -18,12 +18,26 @@ use dialtone_proto::{Config, Connection, OriginPolicy, Role};
 
 use crate::dialer::MAX_REJECTION_BODY;
 use crate::error::{Error, Rejection, Result};
+#[cfg(feature = "tokio")]
 use crate::socket::WebSocket;
 
 /// The server's answer to a successful client handshake.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (_ws, response) = dialtone::Dialer::new()
+///     .protocol("chat")
+///     .dial("ws://127.0.0.1:9001/")
+///     .await?;
+/// println!("{:?} at {}", response.protocol, response.url);
+/// for (name, value) in &response.head.headers {
+///     println!("{name}: {value:?}");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    /// Status line and headers (status is always 101 here).
+    /// Status line and headers (status 101 over HTTP/1.1, 200 over HTTP/2).
     pub head: ResponseHead,
     /// The subprotocol the server chose, if any.
     pub protocol: Option<String>,
@@ -31,9 +45,27 @@ pub struct Response {
     pub deflate: Option<dialtone_proto::Agreed>,
     /// The URL finally dialed, after redirects.
     pub url: url::Url,
+    /// The HTTP version of the handshake: HTTP/1.1 (`101`), or HTTP/2
+    /// (RFC 8441 extended CONNECT, `200`).
+    pub version: dialtone_proto::http::Version,
 }
 
 /// An accepted WebSocket and what was agreed in its handshake.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// if let dialtone::Accepted::WebSocket(upgraded) = incoming.handshake_or_http().await? {
+///     println!(
+///         "{} with {:?}",
+///         upgraded.request.uri(),
+///         upgraded.extensions.as_deref().unwrap_or("no extensions")
+///     );
+///     let mut ws = upgraded.ws;
+///     ws.send("welcome").await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tokio")]
 #[derive(Debug)]
 pub struct Upgraded<S> {
     /// The open connection.
@@ -136,6 +168,7 @@ impl<'a> ClientStep<'a> {
             protocol: negotiated.protocol,
             deflate: negotiated.deflate,
             url: self.url.clone(),
+            version: dialtone_proto::http::Version::HTTP_11,
         };
         Ok(Some(ClientOutcome::Upgraded(Box::new((conn, response)))))
     }
@@ -165,6 +198,7 @@ impl<'a> ClientStep<'a> {
 }
 
 /// A blocking read into a step's buffer (which has room for it).
+#[cfg(feature = "blocking")]
 pub(crate) fn read_into(io: &mut impl std::io::Read, buf: &mut BytesMut) -> std::io::Result<usize> {
     let start = buf.len();
     buf.resize(start + HANDSHAKE_READ, 0);
@@ -183,11 +217,41 @@ pub(crate) fn upgrade_required() -> Reject {
 
 /// Decides which subprotocol to speak, or refuses, given the request and
 /// the subprotocols the client offered (in its order of preference).
+///
+/// ```
+/// use dialtone::http::{Request, StatusCode};
+/// use dialtone::{Acceptor, Reject};
+///
+/// // Only `/chat`, and its `chat.v2` subprotocol if the client offers it.
+/// let acceptor = Acceptor::new().on_request(|request: &Request<()>, offered: &[String]| {
+///     if request.uri().path() != "/chat" {
+///         return Err(Reject::new(StatusCode::NOT_FOUND, "no such room"));
+///     }
+///     Ok(offered.iter().find(|p| *p == "chat.v2").cloned())
+/// });
+/// # drop(acceptor);
+/// ```
 pub type RequestCallback =
     dyn Fn(&Request<()>, &[String]) -> std::result::Result<Option<String>, Reject> + Send + Sync;
 
 /// The listener's policy: limits, subprotocols, and an optional callback to
 /// inspect each request.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use std::time::Duration;
+///
+/// use dialtone::{Acceptor, Listener};
+///
+/// let acceptor = Acceptor::new()
+///     .protocol("chat")
+///     .handshake_timeout(Duration::from_secs(5));
+/// let listener = Listener::bind("127.0.0.1:9001")
+///     .await?
+///     .with_acceptor(acceptor);
+/// # drop(listener);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Acceptor {
     pub(crate) config: Config,
@@ -200,6 +264,7 @@ pub struct Acceptor {
     /// Which pages may open WebSockets here (`Origin`).
     pub(crate) origin: OriginPolicy,
     /// Handshakes in progress at once, shared by clones of this acceptor.
+    #[cfg(feature = "tokio")]
     pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
 }
 
@@ -225,6 +290,7 @@ impl Default for Acceptor {
             callback: None,
             write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
             origin: OriginPolicy::default(),
+            #[cfg(feature = "tokio")]
             handshakes: Arc::new(tokio::sync::Semaphore::new(
                 Self::DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             )),
@@ -240,7 +306,11 @@ impl Acceptor {
     /// Limits the handshakes in progress at once (over every connection
     /// accepted with this acceptor or its clones); past it, a client gets
     /// `503 Service Unavailable` at once. Default 16,384 (each holds at most
-    /// the 16 KiB handshake limit while it lasts).
+    /// the 16 KiB handshake limit while it lasts). The async face's bound:
+    /// `Acceptor::accept_blocking` runs one handshake per call, on the
+    /// caller's thread, so the caller's threads are the bound there.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn max_concurrent_handshakes(mut self, n: usize) -> Self {
         self.handshakes = Arc::new(tokio::sync::Semaphore::new(n));
         self
@@ -304,6 +374,11 @@ impl Acceptor {
     /// refusal may go without the client taking any of it before the
     /// connection is dropped (default [`Acceptor::DEFAULT_WRITE_TIMEOUT`]):
     /// a client that never reads cannot hold a response open.
+    ///
+    #[cfg_attr(
+        not(feature = "tokio"),
+        doc = "[`crate::HttpRequest`]: crate#feature-flags"
+    )]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
@@ -411,7 +486,9 @@ impl Agreement {
 pub(crate) enum ServerHead {
     /// A valid WebSocket handshake: answer it and go on.
     Upgrade(Box<ServerOutcome>),
-    /// A request without `Upgrade: websocket`, handed back to be answered.
+    /// A request without `Upgrade: websocket`, handed back to be answered
+    /// (the blocking face refuses it without reading it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Plain(Request<()>),
     /// A refusal to answer with.
     Refused(Reject),
@@ -477,7 +554,9 @@ pub(crate) struct ServerOutcome {
     pub(crate) conn: Connection,
     pub(crate) request: Request<()>,
     pub(crate) protocol: Option<String>,
-    /// The `Sec-WebSocket-Extensions` value answered, if any.
+    /// The `Sec-WebSocket-Extensions` value answered, if any (the async
+    /// face's `Upgraded` reports it).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) extensions: Option<String>,
 }
 

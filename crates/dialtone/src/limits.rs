@@ -38,7 +38,14 @@
 //! # }
 //! ```
 //!
-//! [`Incoming::refuse`]: crate::Incoming::refuse
+#![cfg_attr(
+    feature = "tokio",
+    doc = "[`Incoming::refuse`]: crate::Incoming::refuse"
+)]
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`Incoming::refuse`]: crate#feature-flags"
+)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,6 +57,20 @@ use dialtone_proto::http::{header, HeaderValue, StatusCode};
 /// Limits on the connections open at once: in all, and per client address
 /// (IPv4 addresses one by one, IPv6 by /64 network, since one client
 /// usually holds a whole /64). Cloning shares the counts.
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+///
+/// use dialtone::limits::ConnectionLimits;
+///
+/// // At most 1000 connections, one per client address.
+/// let limits = ConnectionLimits::new(Some(1000), Some(1));
+/// let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// let permit = limits.try_acquire(client).expect("the first is let in");
+/// assert!(limits.try_acquire(client).is_err(), "the second is refused");
+/// drop(permit); // the connection ended
+/// assert!(limits.try_acquire(client).is_ok());
+/// ```
 #[derive(Clone, Debug)]
 pub struct ConnectionLimits {
     max_total: Option<usize>,
@@ -65,6 +86,18 @@ struct Counts {
 
 /// One connection counted against [`ConnectionLimits`]; dropping it gives
 /// the place back.
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+///
+/// use dialtone::limits::ConnectionLimits;
+///
+/// let limits = ConnectionLimits::new(Some(10), None);
+/// let permit = limits.try_acquire(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+/// assert_eq!(limits.open(), 1);
+/// drop(permit);
+/// assert_eq!(limits.open(), 0);
+/// ```
 #[derive(Debug)]
 pub struct ConnectionPermit {
     counts: Arc<Mutex<Counts>>,

@@ -11,10 +11,10 @@ use dialtone_proto::http::{header, HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::blocking_transport::Deadline;
 use crate::error::{Error, Result};
-use crate::handshake::{read_into, upgrade_required, Acceptor, ServerHead, ServerStep};
+use crate::handshake::{upgrade_required, Acceptor, ServerHead, ServerStep};
 use crate::socket::WebSocket;
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::transport::Transport;
 
@@ -45,7 +45,7 @@ impl Acceptor {
             // refused with 426 in `read_request`); answered the same here.
             Accepted::Http(http) => match http.io {
                 Answer::Io(io) => Err(refuse(io, upgrade_required(), self.write_timeout).await),
-                #[cfg(feature = "http2")]
+                #[cfg(feature = "http2-server")]
                 Answer::Http2(_) => Err(Error::Refused(Box::new(upgrade_required()))),
             },
         }
@@ -109,53 +109,26 @@ impl Acceptor {
     }
 }
 
-/// The blocking face: the same step as the async one above.
-impl Acceptor {
-    /// Accepts a handshake on a blocking TCP stream (see
-    /// [`Acceptor::accept`]); the client has the handshake timeout to send
-    /// its request.
-    pub fn accept_blocking(
-        &self,
-        mut stream: std::net::TcpStream,
-    ) -> Result<(crate::blocking::WebSocket<std::net::TcpStream>, Request<()>)> {
-        use std::io::Write as _;
-        let deadline = Deadline::after(self.handshake_timeout);
-        let mut step = ServerStep::new(self, false);
-        let head = loop {
-            stream.set_read_timeout(Some(deadline.left()?))?;
-            let n = match read_into(&mut stream, step.buffer()) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(deadline.io(e)),
-            };
-            if let Some(head) = step.step(n)? {
-                break head;
-            }
-        };
-        let reject = match head {
-            ServerHead::Upgrade(outcome) => {
-                stream.set_read_timeout(None)?;
-                stream.set_nodelay(true)?;
-                stream.write_all(&outcome.answer)?;
-                let ws = crate::blocking::WebSocket::from_connection(
-                    stream,
-                    outcome.conn,
-                    outcome.protocol,
-                );
-                return Ok((ws, outcome.request));
-            }
-            ServerHead::Refused(reject) => reject,
-            ServerHead::Plain(_) => upgrade_required(),
-        };
-        // Best effort: the client may already be gone.
-        let _ = stream.write_all(&reject.to_bytes());
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        Err(Error::Refused(Box::new(reject)))
-    }
-}
-
 /// What [`Acceptor::accept_or_http`] (or [`Incoming::handshake_or_http`])
 /// read from a client.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{HeaderMap, StatusCode};
+/// use dialtone::Accepted;
+///
+/// match incoming.handshake_or_http().await? {
+///     Accepted::WebSocket(upgraded) => {
+///         let mut ws = upgraded.ws;
+///         ws.send("hello").await?;
+///     }
+///     Accepted::Http(http) => {
+///         let page = b"<script>new WebSocket('ws://' + location.host)</script>";
+///         http.respond(StatusCode::OK, &HeaderMap::new(), page).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum Accepted<S> {
     /// A valid WebSocket handshake, answered with `101`.
@@ -170,6 +143,19 @@ pub use crate::handshake::Upgraded;
 /// expected. It gets one response; on HTTP/1.1 the connection is then
 /// closed (the request's body, if any, is not read; there is no
 /// keep-alive), on HTTP/2 only its stream ends.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// use dialtone::http::{header, HeaderMap, HeaderValue, StatusCode};
+///
+/// if let dialtone::Accepted::Http(http) = incoming.handshake_or_http().await? {
+///     let mut headers = HeaderMap::new();
+///     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+///     let body = format!("you asked for {}", http.request().uri());
+///     http.respond(StatusCode::OK, &headers, body.as_bytes()).await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct HttpRequest<S> {
     io: Answer<S>,
@@ -185,7 +171,7 @@ enum Answer<S> {
     /// Written as HTTP/1.1 on the connection.
     Io(S),
     /// Handed to the HTTP/2 connection's task for its stream.
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     Http2(crate::h2_listener::Responder),
 }
 
@@ -219,9 +205,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
         R: AsyncRead + Unpin,
     {
         let limit = self.write_timeout;
+        // One arm per build: the HTTP/2 one exists with `http2-server`.
+        #[allow(clippy::infallible_destructuring_match)]
         let io = match self.io {
             Answer::Io(io) => io,
-            #[cfg(feature = "http2")]
+            #[cfg(feature = "http2-server")]
             Answer::Http2(responder) => {
                 let method = self.request.method();
                 return responder
@@ -353,14 +341,15 @@ async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject, limit: Duratio
 pub struct Listener {
     tcp: TcpListener,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     h2: H2Queue,
 }
 
 /// The requests of HTTP/2 connections after their first, waiting for
 /// [`Listener::accept`].
-#[cfg(feature = "http2")]
+#[cfg(feature = "http2-server")]
 #[derive(Debug)]
 struct H2Queue {
     /// Whether TLS connections are offered `h2`.
@@ -372,13 +361,14 @@ struct H2Queue {
 impl Listener {
     /// Binds a TCP listener with the default [`Acceptor`].
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         let (tx, rx) = tokio::sync::mpsc::channel(crate::h2_listener::QUEUE);
         Ok(Listener {
             tcp: TcpListener::bind(addr).await?,
             acceptor: Arc::new(Acceptor::default()),
+            #[cfg(feature = "tls")]
             tls: None,
-            #[cfg(feature = "http2")]
+            #[cfg(feature = "http2-server")]
             h2: H2Queue {
                 enabled: true,
                 tx,
@@ -390,11 +380,12 @@ impl Listener {
     /// Serves TLS (`wss://`) with this identity: each accepted connection
     /// runs the TLS handshake in [`Incoming::handshake`], under the
     /// acceptor's handshake timeout, before the WebSocket handshake. With
-    /// the feature `http2`, ALPN offers `h2` before `http/1.1` (unless
-    /// `Listener::with_http2` turned it off, or the identity came from
-    /// [`ServerTls::from_config`], whose ALPN is left as it is).
+    /// the feature `http2-server`, ALPN offers `h2` before `http/1.1`
+    /// (unless `Listener::with_http2` turned it off, or the identity came
+    /// from `ServerTls::from_config`, whose ALPN is left as it is).
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ServerTls) -> Self {
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         let tls = if self.h2.enabled {
             tls.offering_h2()
         } else {
@@ -407,7 +398,7 @@ impl Listener {
     /// Whether TLS connections are offered HTTP/2 (on by default with the
     /// feature `http2`); call before [`Listener::with_tls`]. Off, every
     /// client speaks HTTP/1.1.
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     pub fn with_http2(mut self, enabled: bool) -> Self {
         self.h2.enabled = enabled;
         self
@@ -431,7 +422,7 @@ impl Listener {
     /// With HTTP/2, it also hands out the requests of HTTP/2 connections
     /// after their first (see above), whichever comes first.
     pub async fn accept(&self) -> io::Result<Incoming> {
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         let stream = {
             let queued = async { self.h2.rx.lock().await.recv().await };
             tokio::select! {
@@ -447,7 +438,7 @@ impl Listener {
                 }
             }
         };
-        #[cfg(not(feature = "http2"))]
+        #[cfg(not(feature = "http2-server"))]
         let stream = self.tcp.accept().await?;
         let (stream, peer) = stream;
         stream.set_nodelay(true)?;
@@ -455,8 +446,9 @@ impl Listener {
             kind: Kind::Tcp(stream),
             peer,
             acceptor: self.acceptor.clone(),
+            #[cfg(feature = "tls")]
             tls: self.tls.clone(),
-            #[cfg(feature = "http2")]
+            #[cfg(feature = "http2-server")]
             h2: self.h2.enabled.then(|| self.h2.tx.clone()),
         })
     }
@@ -464,21 +456,32 @@ impl Listener {
 
 /// A TCP connection whose WebSocket handshake is still to be done, or
 /// (with HTTP/2) a request on an HTTP/2 connection not yet answered.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let listener = dialtone::Listener::bind("127.0.0.1:9001").await?;
+/// let incoming = listener.accept().await?;
+/// println!("a connection from {}", incoming.peer_addr());
+/// let (mut ws, request) = incoming.handshake().await?;
+/// ws.send(format!("you asked for {}", request.uri())).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Incoming {
     kind: Kind,
     peer: SocketAddr,
     acceptor: Arc<Acceptor>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
     /// Where the requests of an HTTP/2 connection after its first go.
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     h2: Option<tokio::sync::mpsc::Sender<crate::h2_listener::H2Request>>,
 }
 
 #[derive(Debug)]
 enum Kind {
     Tcp(TcpStream),
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     Http2(Box<crate::h2_listener::H2Request>),
 }
 
@@ -488,7 +491,7 @@ enum Carried {
     /// One HTTP/1.1 request, then the WebSocket (or the answer).
     Http11(Transport),
     /// A request of an HTTP/2 connection.
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     Http2(Box<crate::h2_listener::H2Request>),
 }
 
@@ -501,6 +504,8 @@ impl Incoming {
     /// Runs the handshake with the listener's [`Acceptor`] (after the TLS
     /// handshake, if the listener has TLS: a failure there is
     /// [`Error::Tls`]).
+    ///
+    #[cfg_attr(not(feature = "tls"), doc = "[`Error::Tls`]: crate#feature-flags")]
     pub async fn handshake(self) -> Result<(WebSocket<Transport>, Request<()>)> {
         // Boxed, with the TLS handshake's state, for the reason
         // `Acceptor::accept`'s is.
@@ -508,7 +513,7 @@ impl Incoming {
             let acceptor = self.acceptor.clone();
             match self.carried().await? {
                 Carried::Http11(transport) => acceptor.accept(transport).await,
-                #[cfg(feature = "http2")]
+                #[cfg(feature = "http2-server")]
                 Carried::Http2(request) => {
                     if !request.is_upgrade() {
                         return Err(request.refuse(upgrade_required()));
@@ -530,7 +535,7 @@ impl Incoming {
             let acceptor = self.acceptor.clone();
             match self.carried().await? {
                 Carried::Http11(transport) => acceptor.accept_or_http(transport).await,
-                #[cfg(feature = "http2")]
+                #[cfg(feature = "http2-server")]
                 Carried::Http2(request) => {
                     if request.is_upgrade() {
                         let upgraded = request.upgrade(&acceptor).await?;
@@ -553,24 +558,28 @@ impl Incoming {
     /// then served in a task of its own, its later requests handed to the
     /// listener's queue).
     async fn carried(self) -> Result<Carried> {
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         if let Kind::Http2(request) = self.kind {
             return Ok(Carried::Http2(request));
         }
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         let (h2, acceptor) = (self.h2.clone(), self.acceptor.clone());
         let transport = self.transport().await?;
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         if let Some(rest) = h2 {
             if transport.alpn_protocol() == Some(crate::h2_listener::ALPN_H2) {
-                let (local, peer) = (transport.local_addr()?, transport.peer_addr()?);
+                let conn = crate::h2_upgraded::ConnectionOf {
+                    local: transport.local_addr()?,
+                    peer: transport.peer_addr()?,
+                    certificates: transport.peer_certificates().map(Into::into),
+                };
                 let Transport::TlsServer(tls) = transport else {
                     return Err(Error::Io(io::ErrorKind::Unsupported.into()));
                 };
                 let (first, request) = tokio::sync::oneshot::channel();
                 let streams = crate::h2_listener::Streams::new(first, rest);
                 let limit = acceptor.config.max_handshake_size;
-                crate::h2_listener::serve(*tls, local, peer, limit, streams);
+                crate::h2_listener::serve(*tls, conn, limit, streams);
                 let wait = acceptor.handshake_timeout;
                 let request = tokio::time::timeout(wait, request)
                     .await
@@ -594,7 +603,7 @@ impl Incoming {
     /// [`crate::limits`]); returns the error that says what was refused.
     pub async fn refuse(self, reject: Reject) -> Error {
         let limit = self.acceptor.write_timeout;
-        #[cfg(feature = "http2")]
+        #[cfg(feature = "http2-server")]
         if let Kind::Http2(request) = self.kind {
             return request.refuse(reject);
         }
@@ -605,10 +614,13 @@ impl Incoming {
     }
 
     /// The TCP stream, after the TLS handshake if the listener has TLS.
+    #[cfg(feature = "tls")]
     async fn transport(self) -> Result<Transport> {
+        // One arm per build: the HTTP/2 one exists with `http2-server`.
+        #[allow(clippy::infallible_destructuring_match)]
         let stream = match self.kind {
             Kind::Tcp(stream) => stream,
-            #[cfg(feature = "http2")]
+            #[cfg(feature = "http2-server")]
             Kind::Http2(_) => {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -626,6 +638,13 @@ impl Incoming {
             }
             None => Transport::Tcp(stream),
         })
+    }
+
+    /// The TCP stream (a build without TLS has no TLS listener).
+    #[cfg(not(feature = "tls"))]
+    async fn transport(self) -> Result<Transport> {
+        let Kind::Tcp(stream) = self.kind;
+        Ok(Transport::Tcp(stream))
     }
 }
 

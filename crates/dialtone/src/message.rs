@@ -4,6 +4,15 @@ use bytes::Bytes;
 use dialtone_proto::{CloseFrame, Event, MessageKind, Utf8Bytes};
 
 /// A message or control frame, received or to send.
+///
+/// ```
+/// use dialtone::Message;
+///
+/// let hello = Message::text("hello");
+/// assert!(hello.is_data());
+/// assert_eq!(hello.as_payload(), b"hello");
+/// assert_eq!(Message::from(vec![1u8, 2]), Message::binary(vec![1u8, 2]));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A text message.
@@ -91,6 +100,7 @@ pub(crate) fn queue(
 }
 
 /// Hands `msg` to the connection, a text or binary message uncompressed.
+#[cfg(feature = "tokio")]
 pub(crate) fn queue_uncompressed(
     conn: &mut dialtone_proto::Connection,
     msg: &Message,

@@ -11,6 +11,8 @@
 //! dependency.
 //! A proxy always tunnels: `ws://` and `wss://` alike go through `CONNECT`
 //! (or SOCKS), and TLS, when wanted, runs end to end inside the tunnel.
+//!
+#![cfg_attr(not(feature = "tokio"), doc = "[`Proxy::tunnel`]: crate#feature-flags")]
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -18,12 +20,24 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+#[cfg(feature = "tokio")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+#[cfg(feature = "tokio")]
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
 
 /// The protocol spoken to a proxy.
+///
+/// ```
+/// use dialtone::proxy::ProxyKind;
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("socks5h://127.0.0.1:1080")?;
+/// assert_eq!(proxy.kind(), ProxyKind::Socks5h);
+/// assert_eq!(proxy.kind().scheme(), "socks5h");
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProxyKind {
@@ -55,6 +69,18 @@ impl ProxyKind {
 /// A proxy server: kind, address and optional credentials.
 ///
 /// Its `Display` and `Debug` never show the password.
+///
+/// ```
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("http://ann:secret@127.0.0.1:3128")?;
+/// assert_eq!((proxy.host(), proxy.port(), proxy.user()), ("127.0.0.1", 3128, Some("ann")));
+/// assert!(!proxy.to_string().contains("secret"));
+/// // Dial through it (or pick one from *_PROXY with Dialer::proxy_from_env).
+/// let dialer = dialtone::Dialer::new().proxy("http://ann:secret@127.0.0.1:3128");
+/// # drop(dialer);
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     kind: ProxyKind,
@@ -65,6 +91,22 @@ pub struct Proxy {
 }
 
 /// Why a proxy did not give us a tunnel.
+///
+/// ```no_run
+/// # async fn run() {
+/// use dialtone::proxy::ProxyError;
+/// use dialtone::{Dialer, Error};
+///
+/// let dialer = Dialer::new().proxy("http://127.0.0.1:3128");
+/// match dialer.dial("ws://127.0.0.1:9001/").await {
+///     Err(Error::Proxy { source: ProxyError::Status { status: 407, .. }, proxy }) => {
+///         eprintln!("{proxy} wants credentials")
+///     }
+///     Err(e) => eprintln!("{e}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
@@ -244,6 +286,7 @@ impl Proxy {
     }
 
     /// Connects to the proxy and opens a tunnel to `host:port` through it.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn open(&self, host: &str, port: u16) -> Result<TcpStream> {
         let mut tcp = crate::transport::connect(&self.host, self.port)
             .await
@@ -270,6 +313,7 @@ impl Proxy {
 
     /// Asks the proxy on `io` for a tunnel to `host:port` (a name, or an IP
     /// address without brackets). After `Ok`, `io` carries the target's bytes.
+    #[cfg(feature = "tokio")]
     pub async fn tunnel<S>(&self, io: &mut S, host: &str, port: u16) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -303,6 +347,8 @@ impl Proxy {
     /// [`Proxy::tunnel`] over a blocking transport (names resolved with
     /// the system resolver, without a time limit: set the transport's read
     /// and write timeouts to bound the rest).
+    ///
+    #[cfg_attr(not(feature = "tokio"), doc = "[`Proxy::tunnel`]: crate#feature-flags")]
     pub fn tunnel_blocking<S: Read + Write>(
         &self,
         io: &mut S,
@@ -385,6 +431,19 @@ fn dns_error(host: &str, source: io::Error) -> Error {
 /// send; then, while [`Negotiation::wants`] asks for more, read at most that
 /// many bytes from the proxy and hand them to [`Negotiation::receive`],
 /// sending what it returns. Both faces' `tunnel` are that loop.
+///
+/// ```
+/// use dialtone::proxy::Negotiation;
+/// use dialtone::Proxy;
+///
+/// let proxy = Proxy::parse("http://127.0.0.1:3128")?;
+/// let (mut negotiation, first) = Negotiation::start(&proxy, "example.com", 443)?;
+/// assert!(first.starts_with(b"CONNECT example.com:443 HTTP/1.1\r\n"));
+/// // Send `first`; then hand it what the proxy answers.
+/// let reply = negotiation.receive(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+/// assert!(reply.is_empty() && negotiation.is_done());
+/// # Ok::<(), dialtone::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Negotiation {
     proxy: Proxy,
@@ -1063,6 +1122,7 @@ mod tests {
 
     /// The async driver over a pipe, against the same script: the bytes
     /// of the faces are the negotiation's.
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn async_tunnel_drives_the_same_negotiation() {
         let (mut client, mut server) = tokio::io::duplex(4096);

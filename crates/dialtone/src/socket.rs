@@ -32,12 +32,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 
-use dialtone_proto::{CloseCode, CloseFrame, Connection, Event, MessageKind, State, Timeouts};
+use dialtone_proto::{CloseCode, CloseFrame, Connection, MessageKind, Timeouts};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
+use crate::driver::{Driver, MAX_READ_RESERVE};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
 
@@ -49,92 +50,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// exchanges small messages, holds no more than this for reading.
 const FIRST_READ_CHUNK: usize = 512;
 
-/// The most room a read makes at once for a frame the peer announced.
-pub(crate) const MAX_READ_RESERVE: usize = 1 << 20;
-
 /// `poll_ready` waits for the output to drain below this many bytes.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-
-/// What both faces keep beside the core, and the rules of driving it that
-/// they share: a close or an error is reported only once the output queued
-/// before it is written; the transport is shut down once, when the core
-/// says; a failed transport is given up.
-#[derive(Debug, Default)]
-pub(crate) struct Driver {
-    /// The peer's close or an error, held until the output is written.
-    /// (Boxed: it is rare, and `Error` is large.)
-    report: Option<Box<Result<Message>>>,
-    /// Our side of the transport is shut down.
-    shut_down: bool,
-}
-
-impl Driver {
-    /// The next message to return at once; a close or an error is held.
-    pub(crate) fn next_event(&mut self, conn: &mut Connection) -> Option<Message> {
-        if self.report.is_none() {
-            match conn.next_event() {
-                Ok(Some(Event::Close(frame))) => self.hold(Ok(Message::Close(frame))),
-                Ok(Some(event)) => return Some(event.into()),
-                Ok(None) => {}
-                Err(e) => self.hold(Err(e.into())),
-            }
-        }
-        None
-    }
-
-    fn hold(&mut self, report: Result<Message>) {
-        self.report.get_or_insert_with(|| Box::new(report));
-    }
-
-    /// The held close or error, once the output is written.
-    pub(crate) fn take_report(&mut self) -> Option<Result<Message>> {
-        self.report.take().map(|r| *r)
-    }
-
-    /// Whether to read: not once the transport ended, nor while a report
-    /// waits for the output (bytes would only pile up).
-    pub(crate) fn wants_read(&self, conn: &Connection) -> bool {
-        self.report.is_none() && !conn.eof_received()
-    }
-
-    /// Whether the transport must be shut down now; call
-    /// [`Driver::shut_down`] once it is.
-    pub(crate) fn must_shut_down(&self, conn: &Connection) -> bool {
-        !self.shut_down && conn.should_close_transport()
-    }
-
-    pub(crate) fn shut_down(&mut self) {
-        self.shut_down = true;
-    }
-
-    /// The transport failed: the core gives it up. After the closing
-    /// handshake that only means the peer went first: nothing is lost.
-    pub(crate) fn on_io_error(&mut self, conn: &mut Connection, e: io::Error) {
-        if conn.state() != State::Closed {
-            self.hold(Err(e.into()));
-        }
-        conn.abort();
-    }
-
-    /// Hands the core the time; a keepalive timeout is reported next.
-    pub(crate) fn handle_timeout(&mut self, conn: &mut Connection, now: std::time::Instant) {
-        if let Err(e) = conn.handle_timeout(now) {
-            self.hold(Err(e.into()));
-        }
-    }
-
-    /// Why a flush failed on a connection given up: the error met (taken,
-    /// so it is reported once), or `Closed`.
-    pub(crate) fn flush_error(&mut self) -> Error {
-        match self.report.as_deref() {
-            Some(Err(_)) => match self.take_report() {
-                Some(Err(e)) => e,
-                _ => Error::Closed,
-            },
-            _ => Error::Closed,
-        }
-    }
-}
 
 /// The transport and the core.
 #[derive(Debug)]
@@ -338,6 +255,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
 /// [`WebSocket::send`] or as a [`Sink`]. A received ping is answered by the
 /// core; a received close is answered too, and is the last message before
 /// the stream ends.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::{CloseCode, Dialer, Message};
+///
+/// let (mut ws, _response) = Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// ws.send("hello").await?;
+/// while let Some(msg) = ws.recv().await {
+///     match msg? {
+///         Message::Text(text) => println!("{text}"),
+///         Message::Close(frame) => println!("closed: {frame:?}"),
+///         _ => {}
+///     }
+/// }
+/// # let _ = CloseCode::Normal;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WebSocket<S> {
     inner: Inner<S>,
@@ -562,12 +496,36 @@ fn lock<S>(m: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
 }
 
 /// The receiving half of a split [`WebSocket`]; a [`Stream`] of messages.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// let (ws, _response) = dialtone::Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// let (mut reader, mut writer) = ws.split();
+/// tokio::spawn(async move {
+///     while let Some(Ok(msg)) = reader.recv().await {
+///         println!("{msg:?}");
+///     }
+/// });
+/// writer.send("from another task").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WsReader<S> {
     shared: Arc<Mutex<Inner<S>>>,
 }
 
 /// The sending half of a split [`WebSocket`]; a [`Sink`] of messages.
+///
+/// ```no_run
+/// # async fn run() -> dialtone::Result<()> {
+/// use dialtone::CloseCode;
+///
+/// let (ws, _response) = dialtone::Dialer::new().dial("ws://127.0.0.1:9001/").await?;
+/// let (_reader, mut writer) = ws.split();
+/// writer.send("last words").await?;
+/// writer.close(CloseCode::Normal, "bye").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WsWriter<S> {
     shared: Arc<Mutex<Inner<S>>>,

@@ -1,4 +1,4 @@
-//! TLS for `wss://` (dialing) and for the [`Listener`](crate::Listener)
+//! TLS for `wss://` (dialing) and for the [`Listener`]
 //! (accepting), with [`rustls`] and its `ring` crypto provider.
 //!
 //! Dialing verifies the server's certificate chain and host name by default,
@@ -15,7 +15,12 @@
 //! the system store can load it and pass it with
 //! [`Dialer::tls_config`](crate::Dialer::tls_config).
 //!
-//! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is.
+//! Both sides offer ALPN `http/1.1`, the protocol a WebSocket handshake is;
+//! with the `http2` feature, the dialer also offers `h2` first on the
+//! dials that may speak RFC 8441 (`Dialer::http2`).
+//!
+#![cfg_attr(not(feature = "tokio"), doc = "[`Listener`]: crate#feature-flags")]
+#![cfg_attr(feature = "tokio", doc = "[`Listener`]: crate::Listener")]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,8 +32,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+#[cfg(feature = "tokio")]
 use tokio::net::TcpStream;
 
+#[cfg(feature = "blocking")]
 use crate::blocking_transport::{is_timeout, Deadline};
 use crate::error::{Error, Result};
 
@@ -38,6 +45,9 @@ use crate::error::{Error, Result};
 pub use rustls;
 
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// ALPN for HTTP/2 over TLS (RFC 9113 §3.2).
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -123,6 +133,8 @@ pub(crate) struct ClientTls {
     pub(crate) accept_invalid_certs: bool,
     pub(crate) custom: Option<Arc<ClientConfig>>,
     cache: Arc<OnceLock<Arc<ClientConfig>>>,
+    /// The same config offering `h2` before `http/1.1`.
+    cache_h2: Arc<OnceLock<Arc<ClientConfig>>>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -142,19 +154,26 @@ impl ClientTls {
     /// Call after changing an option: the next dial builds a new config.
     pub(crate) fn changed(&mut self) {
         self.cache = Arc::default();
+        self.cache_h2 = Arc::default();
     }
 
-    /// The rustls client config these options make.
-    pub(crate) fn config(&self) -> Result<Arc<ClientConfig>> {
+    /// The rustls client config these options make, offering ALPN `h2`
+    /// too if `h2`.
+    pub(crate) fn config(&self, h2: bool) -> Result<Arc<ClientConfig>> {
         if let Some(custom) = &self.custom {
             return Ok(custom.clone());
         }
-        if let Some(config) = self.cache.get() {
+        let cache = if h2 { &self.cache_h2 } else { &self.cache };
+        if let Some(config) = cache.get() {
             return Ok(config.clone());
         }
-        let config = Arc::new(self.build()?);
+        let mut config = self.build()?;
+        if h2 {
+            config.alpn_protocols.insert(0, ALPN_H2.to_vec());
+        }
+        let config = Arc::new(config);
         // A racing dial may have set it first; either config is the same.
-        let _ = self.cache.set(config.clone());
+        let _ = cache.set(config.clone());
         Ok(config)
     }
 
@@ -197,8 +216,12 @@ impl ClientTls {
 
     /// The config and the name to check the certificate against, for a
     /// dial of `host` (or the server name override).
-    fn prepare(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>, String)> {
-        let config = self.config()?;
+    fn prepare(
+        &self,
+        host: &str,
+        h2: bool,
+    ) -> Result<(Arc<ClientConfig>, ServerName<'static>, String)> {
+        let config = self.config(h2)?;
         if self.accept_invalid_certs && self.custom.is_none() {
             tracing::warn!(
                 "TLS certificate verification is OFF for {host} (danger_accept_invalid_certs)"
@@ -211,13 +234,15 @@ impl ClientTls {
     }
 
     /// Runs the TLS handshake over `tcp`, checking the certificate against
-    /// `host` (or the server name override).
+    /// `host` (or the server name override), offering ALPN `h2` too if `h2`.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn connect(
         &self,
         tcp: TcpStream,
         host: &str,
+        h2: bool,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let (config, server_name, name) = self.prepare(host)?;
+        let (config, server_name, name) = self.prepare(host, h2)?;
         tokio_rustls::TlsConnector::from(config)
             .connect(server_name, tcp)
             .await
@@ -226,13 +251,14 @@ impl ClientTls {
 
     /// [`ClientTls::connect`] over a blocking TCP stream, before the
     /// deadline, with the same options.
+    #[cfg(feature = "blocking")]
     pub(crate) fn connect_blocking(
         &self,
         mut tcp: std::net::TcpStream,
         host: &str,
         deadline: Deadline,
     ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
-        let (config, server_name, name) = self.prepare(host)?;
+        let (config, server_name, name) = self.prepare(host, false)?;
         let mut conn = rustls::ClientConnection::new(config, server_name)
             .map_err(|e| config_error(format_args!("TLS client for {name}: {e}")))?;
         while conn.is_handshaking() {
@@ -257,7 +283,9 @@ impl ClientTls {
 pub(crate) enum Checked {
     /// We dialed; the server's certificate was checked.
     Server,
-    /// We accepted; the client's certificate was checked.
+    /// We accepted; the client's certificate was checked (the async
+    /// listener only).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Client,
 }
 
@@ -517,7 +545,7 @@ impl ServerTls {
 
     /// The same identity offering ALPN `h2` before `http/1.1`, if its ALPN
     /// is ours (`http/1.1` alone); a caller's config is left as it is.
-    #[cfg(feature = "http2")]
+    #[cfg(feature = "http2-server")]
     pub(crate) fn offering_h2(self) -> Self {
         if self.identity.is_none() || self.config.alpn_protocols != [ALPN_HTTP11.to_vec()] {
             return self;
@@ -531,6 +559,7 @@ impl ServerTls {
     }
 
     /// Runs the server side of the TLS handshake.
+    #[cfg(feature = "tokio")]
     pub(crate) async fn accept(
         &self,
         tcp: TcpStream,

@@ -12,12 +12,19 @@
 //!   the peer's is always able to inflate its data, so an 8-bit peer window
 //!   is inflated with 9 bits.
 //!
-//! Memory per connection with compression on (zlib's own figures): inflate
-//! keeps a window of 2^bits bytes plus about 7 KiB; deflate keeps
-//! 2^(bits+2) + 2^(memLevel+9) bytes, about 256 KiB at 15 bits and the
-//! default memLevel 8. Without context takeover ("no_context_takeover") the
-//! state is still allocated but reset after each message; a smaller
-//! `*_max_window_bits` is what saves memory.
+//! Memory. zlib-rs's deflate state is large whatever the window: a 64 Ki-entry
+//! hash table (128 KiB) beside 2^(bits+2) bytes of window and 64 KiB of
+//! pending output at memLevel 8, about 330 KiB at 15 bits and 210 KiB at 12;
+//! inflate keeps 2^bits bytes of window and about 7 KiB. So neither is made
+//! before it is needed: a connection that negotiated compression and is idle
+//! (most of them, on a busy server) holds no codec state at all. The
+//! compressor is made for the first message sent compressed, the
+//! decompressor for the first compressed message received; without context
+//! takeover (`*_no_context_takeover`) each is freed again when its message
+//! ends, since nothing of it may be reused. With context takeover the state
+//! lives as long as the connection, and a smaller window is what the peer
+//! is asked for: [`Deflate::server_default`] asks for 12 bits both ways, as
+//! Python `websockets`' servers do.
 
 use std::fmt;
 
@@ -50,7 +57,8 @@ pub struct Deflate {
     pub server_max_window_bits: Option<u8>,
     /// Client: offer `client_max_window_bits`, with this value if any (the
     /// server may then limit our window). Server: limit the client's window
-    /// to this, if the client allows it. `None` on a server: no limit.
+    /// to this, if the client offered `client_max_window_bits` (a client
+    /// that did not keeps its 15 bits). `None` on a server: no limit.
     pub client_max_window_bits: Option<u8>,
     /// Messages shorter than this are sent uncompressed (default 32 bytes).
     pub threshold: usize,
@@ -172,6 +180,28 @@ fn read_params(ext: &Extension) -> Result<Params, String> {
 }
 
 impl Deflate {
+    /// A server policy that keeps memory per connection low: it accepts any
+    /// valid offer, and asks for 12-bit windows (4 KiB) both ways where the
+    /// offer allows (`server_max_window_bits=12`, and
+    /// `client_max_window_bits=12` when the client offered the parameter),
+    /// as Python `websockets`' servers do by default. A 12-bit window
+    /// compresses typical JSON messages nearly as well as 15 bits, and the
+    /// decompressor of a client's messages needs 4 KiB of window instead of
+    /// 32 KiB.
+    ///
+    /// ```
+    /// use dialtone_proto::{Config, Deflate};
+    /// let config = Config::default().deflate(Deflate::server_default());
+    /// # let _ = config;
+    /// ```
+    pub fn server_default() -> Self {
+        Deflate {
+            server_max_window_bits: Some(12),
+            client_max_window_bits: Some(12),
+            ..Deflate::default()
+        }
+    }
+
     /// Sets the compression threshold.
     pub fn threshold(mut self, bytes: usize) -> Self {
         self.threshold = bytes;
@@ -223,8 +253,8 @@ impl Deflate {
             (None, ours) => ours.unwrap_or(15),
         };
         let client_bits = match (p.client_max_window_bits, our_client) {
-            // We want to limit the client, which did not say it can be limited.
-            (None, Some(ours)) if ours < 15 => return None,
+            // A client that did not say it can be limited keeps its 15 bits
+            // (RFC 7692 §7.1.2.2: the server may not limit it).
             (None, _) => 15,
             (Some(offered), ours) => offered.unwrap_or(15).min(ours.unwrap_or(15)),
         };
@@ -327,10 +357,19 @@ pub fn negotiate(policies: &[Deflate], offers: &[Extension]) -> Option<(Extensio
 
 /// The compression state of one connection, one role.
 pub struct Codec {
-    /// `None` when we may not compress (8-bit window): we send uncompressed.
+    /// Made on first use (see the module docs on memory); `None` between
+    /// messages without context takeover, and always when `compress_bits`
+    /// is `None`.
     compressor: Option<Compress>,
+    /// Our window, or `None` when we may not compress (8-bit window): we
+    /// send uncompressed.
+    compress_bits: Option<u8>,
+    level: u32,
     reset_compressor: bool,
-    decompressor: Decompress,
+    /// Made for the first compressed message received; `None` between
+    /// messages without context takeover.
+    decompressor: Option<Decompress>,
+    decompress_bits: u8,
     reset_decompressor: bool,
     /// The message's deflate stream ended with a final block: nothing more
     /// may come before the message ends, however the reads split it.
@@ -341,7 +380,9 @@ pub struct Codec {
 impl fmt::Debug for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Codec")
-            .field("compresses", &self.compressor.is_some())
+            .field("compresses", &self.compress_bits.is_some())
+            .field("compressor_allocated", &self.compressor.is_some())
+            .field("decompressor_allocated", &self.decompressor.is_some())
             .field("reset_compressor", &self.reset_compressor)
             .field("reset_decompressor", &self.reset_decompressor)
             .field("threshold", &self.threshold)
@@ -371,11 +412,12 @@ impl Codec {
             // Window bits come from negotiation (8–15) or local settings:
             // outside 9–15 zlib cannot compress, and inflating with a larger
             // window than the peer's is always safe.
-            compressor: (9..=15).contains(&ours).then(|| {
-                Compress::new_with_window_bits(Compression::new(agreed.level), false, ours)
-            }),
+            compressor: None,
+            compress_bits: (9..=15).contains(&ours).then_some(ours),
+            level: agreed.level,
             reset_compressor: our_reset,
-            decompressor: Decompress::new_with_window_bits(false, theirs.clamp(9, 15)),
+            decompressor: None,
+            decompress_bits: theirs.clamp(9, 15),
             reset_decompressor: their_reset,
             ended: false,
             threshold: agreed.threshold,
@@ -384,22 +426,32 @@ impl Codec {
 
     /// Whether a message of `len` bytes should be sent compressed.
     pub fn should_compress(&self, len: usize) -> bool {
-        self.compressor.is_some() && len >= self.threshold
+        self.compress_bits.is_some() && len >= self.threshold
     }
 
     /// Whether we can compress at all (not with an 8-bit window).
     pub fn can_compress(&self) -> bool {
-        self.compressor.is_some()
+        self.compress_bits.is_some()
+    }
+
+    /// Whether compressor or decompressor state is allocated now (an idle
+    /// connection holds neither; see the module docs on memory).
+    pub fn holds_state(&self) -> (bool, bool) {
+        (self.compressor.is_some(), self.decompressor.is_some())
     }
 
     /// Compresses one piece of a message into `out` (cleared first). The last
     /// piece (`fin`) loses the sync-flush trailer and ends the message.
     pub fn compress(&mut self, input: &[u8], fin: bool, out: &mut Vec<u8>) {
         out.clear();
-        let Some(c) = self.compressor.as_mut() else {
+        let Some(bits) = self.compress_bits else {
             out.extend_from_slice(input);
             return;
         };
+        let level = self.level;
+        let c = self.compressor.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(level), false, bits)
+        });
         out.reserve(input.len() / 2 + 64);
         let mut input = input;
         loop {
@@ -425,7 +477,8 @@ impl Codec {
                 out.push(0x00);
             }
             if self.reset_compressor {
-                c.reset();
+                // Nothing of it may be used again: free it until the next.
+                self.compressor = None;
             }
         }
     }
@@ -450,8 +503,13 @@ impl Codec {
                 self.inflate(&SYNC_TRAILER, out, limit, on_output)?;
             }
             // A final block ended the stream: the next message starts afresh.
-            if self.ended || self.reset_decompressor {
-                self.decompressor.reset(false);
+            if self.reset_decompressor {
+                // Nothing of it may be used again: free it until the next.
+                self.decompressor = None;
+            } else if self.ended {
+                if let Some(d) = self.decompressor.as_mut() {
+                    d.reset(false);
+                }
             }
             self.ended = false;
         }
@@ -474,6 +532,10 @@ impl Codec {
                 ))
             };
         }
+        let bits = self.decompress_bits;
+        let decompressor = self
+            .decompressor
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
         loop {
             if out.len() == out.capacity() {
                 // Grow geometrically, but never past one byte over the limit.
@@ -486,12 +548,11 @@ impl Codec {
                 }
                 out.reserve_exact(out.len().clamp(4096, 1 << 20).min(room));
             }
-            let (in_before, out_before) = (self.decompressor.total_in(), out.len());
-            let status = self
-                .decompressor
+            let (in_before, out_before) = (decompressor.total_in(), out.len());
+            let status = decompressor
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|e| ProtocolError::Extension(format!("inflate: {e}")))?;
-            input = &input[(self.decompressor.total_in() - in_before) as usize..];
+            input = &input[(decompressor.total_in() - in_before) as usize..];
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooBig {
                     size: out.len() as u64,
@@ -627,14 +688,31 @@ mod tests {
                 "permessage-deflate; client_max_window_bits=12",
                 Some("permessage-deflate; client_max_window_bits=10"),
             ),
-            // The server wants to limit the client, which cannot be limited.
+            // The server would limit the client, which cannot be limited:
+            // accepted with the client's 15 bits (as Python websockets does).
             (
                 Deflate {
                     client_max_window_bits: Some(10),
                     ..d()
                 },
                 "permessage-deflate",
-                None,
+                Some("permessage-deflate"),
+            ),
+            // The server default: 12-bit windows where the offer allows.
+            (
+                Deflate::server_default(),
+                "permessage-deflate; client_max_window_bits",
+                Some("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
+            ),
+            (
+                Deflate::server_default(),
+                "permessage-deflate",
+                Some("permessage-deflate; server_max_window_bits=12"),
+            ),
+            (
+                Deflate::server_default(),
+                "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+                Some("permessage-deflate; server_max_window_bits=10; client_max_window_bits=9"),
             ),
             // Invalid offers are declined, not fatal.
             (d(), "permessage-deflate; server_max_window_bits=7", None),
@@ -764,6 +842,48 @@ mod tests {
             for no_takeover in [false, true] {
                 round_trip(&agreed(bits, bits, no_takeover), &messages);
             }
+        }
+    }
+
+    #[test]
+    fn an_idle_codec_holds_no_state_until_its_first_message() {
+        let a = agreed(15, 15, false);
+        let (mut server, mut client) = (Codec::new(&a, true), Codec::new(&a, false));
+        assert_eq!(server.holds_state(), (false, false));
+        let mut wire = Vec::new();
+        server.compress(b"hello hello hello hello", true, &mut wire);
+        assert_eq!(server.holds_state(), (true, false));
+        let mut back = Vec::new();
+        client
+            .decompress(&wire, true, &mut back, 1 << 20, &mut |_| Ok(()))
+            .unwrap();
+        assert_eq!(back, b"hello hello hello hello");
+        // With context takeover the state outlives the message.
+        assert_eq!(client.holds_state(), (false, true));
+    }
+
+    #[test]
+    fn without_context_takeover_the_state_is_freed_between_messages() {
+        let a = agreed(15, 15, true);
+        let (mut server, mut client) = (Codec::new(&a, true), Codec::new(&a, false));
+        for msg in [&b"first message, first message"[..], b"second", b""] {
+            let mut wire = Vec::new();
+            server.compress(msg, true, &mut wire);
+            assert_eq!(server.holds_state(), (false, false));
+            let mut back = Vec::new();
+            // A message split in two: the state lives until it ends.
+            let (head, tail) = wire.split_at(wire.len() / 2);
+            client
+                .decompress(head, false, &mut back, 1 << 20, &mut |_| Ok(()))
+                .unwrap();
+            if !head.is_empty() {
+                assert_eq!(client.holds_state(), (false, true));
+            }
+            client
+                .decompress(tail, true, &mut back, 1 << 20, &mut |_| Ok(()))
+                .unwrap();
+            assert_eq!(client.holds_state(), (false, false));
+            assert_eq!(back, msg);
         }
     }
 

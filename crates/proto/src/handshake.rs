@@ -282,6 +282,13 @@ impl ClientHandshake {
             (Some(v), None) if v.as_bytes() == accept_key(self.key.as_bytes()).as_bytes() => {}
             _ => return Err(HandshakeError::BadAccept),
         }
+        self.negotiate(h)
+    }
+
+    /// The subprotocol and extension checks of a successful answer, the
+    /// same over HTTP/1.1 and HTTP/2 (RFC 6455 §4.1 items 5–6; RFC 8441 §5
+    /// keeps them as they are).
+    fn negotiate(&self, h: &HeaderMap) -> Result<Negotiated, HandshakeError> {
         let protocol = match header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL).collect::<Vec<_>>()[..]
         {
             [] => None,
@@ -315,6 +322,80 @@ impl ClientHandshake {
             extensions: (!extensions.is_empty()).then(|| extensions.join(", ")),
             deflate: agreed,
         })
+    }
+}
+
+/// Request headers that HTTP/2 forbids (RFC 9113 §8.2.2: connection-specific
+/// fields): an extended CONNECT leaves them out rather than have the
+/// HTTP/2 layer refuse the whole request.
+const HTTP1_ONLY_HEADERS: [&str; 4] = ["keep-alive", "proxy-connection", "transfer-encoding", "te"];
+
+/// The `:protocol` pseudo-header of a WebSocket's extended CONNECT (RFC 8441 §4).
+pub const EXTENDED_CONNECT_PROTOCOL: &str = "websocket";
+
+/// The same handshake over HTTP/2 (RFC 8441): an extended CONNECT instead
+/// of `GET` + `Upgrade`, answered by `200` instead of `101`. There is no
+/// key and no accept (§5: the stream itself proves the server understood);
+/// the version, subprotocol and extension headers and their negotiation
+/// are those of HTTP/1.1.
+impl ClientHandshake {
+    /// The extended CONNECT request for this handshake, for the HTTP/2
+    /// layer to send with `:protocol` set to [`EXTENDED_CONNECT_PROTOCOL`]:
+    /// method `CONNECT`, a URI that gives `:scheme` (`https`, or `http`
+    /// for cleartext HTTP/2), `:authority` (the host) and `:path` (the
+    /// resource), `sec-websocket-version: 13`, the subprotocol and extension
+    /// offers, `origin` and the extra headers, less those HTTP/2 forbids.
+    /// No `sec-websocket-key`, `upgrade` or `connection` (RFC 8441 §5).
+    pub fn to_extended_connect(&self, scheme: &str) -> Result<Request<()>, HandshakeError> {
+        let uri = format!("{scheme}://{}{}", self.host, self.resource);
+        let mut builder = Request::builder()
+            .method(Method::CONNECT)
+            .uri(&uri)
+            .version(Version::HTTP_2);
+        let h = builder
+            .headers_mut()
+            .ok_or_else(|| HandshakeError::InvalidHeader(uri.clone()))?;
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        let mut add = |name: HeaderName, value: String| {
+            let value = HeaderValue::try_from(value)
+                .map_err(|_| HandshakeError::InvalidHeader(name.as_str().to_owned()))?;
+            h.insert(name, value);
+            Ok::<_, HandshakeError>(())
+        };
+        if let Some(origin) = &self.origin {
+            add(header::ORIGIN, origin.clone())?;
+        }
+        if !self.protocols.is_empty() {
+            add(header::SEC_WEBSOCKET_PROTOCOL, self.protocols.join(", "))?;
+        }
+        if !self.extensions.is_empty() {
+            add(header::SEC_WEBSOCKET_EXTENSIONS, self.extensions.join(", "))?;
+        }
+        for (name, value) in &self.headers {
+            if !HTTP1_ONLY_HEADERS.contains(&name.as_str()) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+        builder
+            .body(())
+            .map_err(|_| HandshakeError::InvalidHeader(uri))
+    }
+
+    /// Judges the answer to [`ClientHandshake::to_extended_connect`]: `200`
+    /// opens the WebSocket, any other status is [`HandshakeError::Rejected`];
+    /// then the subprotocol and extension checks of
+    /// [`ClientHandshake::check_response`].
+    pub fn check_extended_connect_response(
+        &self,
+        head: &ResponseHead,
+    ) -> Result<Negotiated, HandshakeError> {
+        if head.status != StatusCode::OK {
+            return Err(HandshakeError::Rejected(Box::new(head.clone())));
+        }
+        self.negotiate(&head.headers)
     }
 }
 
@@ -1016,6 +1097,96 @@ mod extended_connect_tests {
         assert!(!h2.headers().contains_key("upgrade"));
         assert_eq!(h2.headers()["sec-websocket-version"], "13");
         assert_eq!(h2.body(), "x\n");
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
+        let mut map = HeaderMap::new();
+        for (n, v) in headers {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        ResponseHead {
+            status: StatusCode::from_u16(status).unwrap(),
+            reason: String::new(),
+            headers: map,
+        }
+    }
+
+    #[test]
+    fn extended_connect_carries_offers_but_no_key_and_no_http1_headers() {
+        let mut client = ClientHandshake::new("example.com:8443", "/chat?room=1");
+        client
+            .protocol("chat")
+            .protocol("v2")
+            .origin("https://example.com");
+        client.deflate(Deflate::default());
+        client.header("Authorization", "Bearer t").unwrap();
+        client.header("Keep-Alive", "timeout=5").unwrap();
+        let req = client.to_extended_connect("https").unwrap();
+        assert_eq!(req.method(), Method::CONNECT);
+        assert_eq!(req.version(), Version::HTTP_2);
+        assert_eq!(req.uri().scheme_str(), Some("https"));
+        assert_eq!(req.uri().authority().unwrap(), "example.com:8443");
+        assert_eq!(req.uri().path_and_query().unwrap(), "/chat?room=1");
+        let h = req.headers();
+        assert_eq!(h["sec-websocket-version"], "13");
+        assert_eq!(h["sec-websocket-protocol"], "chat, v2");
+        assert!(h["sec-websocket-extensions"]
+            .to_str()
+            .unwrap()
+            .starts_with("permessage-deflate"));
+        assert_eq!(h["origin"], "https://example.com");
+        assert_eq!(h["authorization"], "Bearer t");
+        for absent in [
+            "sec-websocket-key",
+            "upgrade",
+            "connection",
+            "host",
+            "keep-alive",
+        ] {
+            assert!(
+                !h.contains_key(absent),
+                "{absent} must not be sent over HTTP/2"
+            );
+        }
+    }
+
+    #[test]
+    fn extended_connect_answer_is_200_and_negotiates_as_http1() {
+        let mut client = ClientHandshake::new("h", "/");
+        client.protocol("chat");
+        client.deflate(Deflate::default());
+        let ok = answer(
+            200,
+            &[
+                ("sec-websocket-protocol", "chat"),
+                ("sec-websocket-extensions", "permessage-deflate"),
+            ],
+        );
+        let negotiated = client.check_extended_connect_response(&ok).unwrap();
+        assert_eq!(negotiated.protocol.as_deref(), Some("chat"));
+        assert!(negotiated.deflate.is_some());
+        // No accept key is looked for, but the offers still bind the server.
+        assert_eq!(
+            client
+                .check_extended_connect_response(&answer(200, &[("sec-websocket-protocol", "x")])),
+            Err(HandshakeError::ProtocolNotOffered("x".into()))
+        );
+        assert_eq!(
+            client.check_extended_connect_response(&answer(
+                200,
+                &[("sec-websocket-extensions", "x-other")]
+            )),
+            Err(HandshakeError::ExtensionNotOffered("x-other".into()))
+        );
+        for status in [101, 204, 403] {
+            assert!(matches!(
+                client.check_extended_connect_response(&answer(status, &[])),
+                Err(HandshakeError::Rejected(head)) if head.status == status
+            ));
+        }
     }
 }
 
