@@ -26,6 +26,10 @@
 #   CONFORMANCE_SERVER=uring  shorthand: SERVER_CMD is the io_uring echo server
 #                    (bench's echo_dialtone_uring, built here), CASE_GROUPS
 #                    defaults to 1-10 (it has no permessage-deflate)
+#   CONFORMANCE_SERVER  (without SERVER_CMD) what the server direction drives: "dialtone" (default,
+#                    `dialtone serve --echo`) "uring" (above) or "axum" (the axum_chat example's
+#                    /echo route: dialtone's axum extractor inside axum::serve)
+#   AXUM_BIN         the axum_chat example binary (default: built, release)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,6 +104,19 @@ fi
 [[ -n "${SERVER_CMD:-}" && "$DIRECTIONS" == server ]] || [[ -x "$DIALTONE_BIN" ]] ||
   { log "no executable at DIALTONE_BIN=$DIALTONE_BIN"; exit 1; }
 
+CONFORMANCE_SERVER="${CONFORMANCE_SERVER:-dialtone}"
+case "$CONFORMANCE_SERVER" in
+  dialtone | uring) ;; # uring: SERVER_CMD, set above
+  axum)
+    if [[ -z "${AXUM_BIN:-}" && " $DIRECTIONS " == *" server "* ]]; then
+      log "building the axum_chat example (release)"
+      cargo build --release -j2 -p dialtone --example axum_chat --features axum
+      AXUM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/axum_chat"
+    fi
+    ;;
+  *) log "CONFORMANCE_SERVER must be dialtone, uring or axum, not $CONFORMANCE_SERVER"; exit 2 ;;
+esac
+
 # ---- background process bookkeeping -------------------------------------
 PIDS=()
 cleanup() {
@@ -126,9 +143,14 @@ run_server() {
   local dir="$OUT/server" port pid rc=0 t0=$SECONDS
   rm -rf "$dir" && mkdir -p "$dir"
   port="$("$PY" "$HELPER" free-port)"
+  local url="ws://127.0.0.1:$port"
   if [[ -n "${SERVER_CMD:-}" ]]; then
     log "server: running ${SERVER_CMD//\{addr\}/127.0.0.1:$port}"
     bash -c "exec ${SERVER_CMD//\{addr\}/127.0.0.1:$port}" >"$dir/dialtone-serve.log" 2>&1 &
+  elif [[ "$CONFORMANCE_SERVER" == axum ]]; then
+    [[ -x "$AXUM_BIN" ]] || { log "no executable at AXUM_BIN=$AXUM_BIN"; exit 1; }
+    "$AXUM_BIN" "127.0.0.1:$port" "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
+    url="ws://127.0.0.1:$port/echo"
   else
     "$DIALTONE_BIN" serve "127.0.0.1:$port" --echo "${DIALTONE_ARGS[@]}" >"$dir/dialtone-serve.log" 2>&1 &
   fi
@@ -138,10 +160,10 @@ run_server() {
     tail -n 20 "$dir/dialtone-serve.log" >&2 || true
     exit 1
   fi
-  log "server: kosoku fuzzingclient -> ws://127.0.0.1:$port"
+  log "server ($CONFORMANCE_SERVER): kosoku fuzzingclient -> $url"
   # kosoku exits 1 when a case FAILED (and treats NON-STRICT as a pass):
   # its exit status is not the verdict, the report is.
-  timeout -k 10 "$SERVER_TIMEOUT" "$KOSOKU" -m fuzzingclient "ws://127.0.0.1:$port" \
+  timeout -k 10 "$SERVER_TIMEOUT" "$KOSOKU" -m fuzzingclient "$url" \
     -p "$PARALLEL" "${INCLUDE[@]}" -o "$dir" >"$dir/kosoku.log" 2>&1 || rc=$?
   tail -n 3 "$dir/kosoku.log" >&2 || true
   if [[ $rc -eq 124 ]]; then log "server: kosoku hit SERVER_TIMEOUT=${SERVER_TIMEOUT}s"; fi

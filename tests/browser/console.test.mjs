@@ -5,7 +5,15 @@
 // with 4000 and a reason; then the close the page saw and the server's log
 // are checked, and a screenshot is kept.
 //
+// Run a second time over TLS (run.sh does), the page and its WebSocket go
+// over HTTP/2: the WebSocket as an extended CONNECT stream (RFC 8441), which
+// the server's log shows (`http=HTTP/2.0` on its open line).
+//
 // usage: node console.test.mjs PAGE_URL SERVER_LOG OUT_DIR
+// env:   DIALTONE_SPKI  base64 SHA-256 of the server's key (its self-signed
+//                       certificate is then accepted: Chromium's
+//                       --ignore-certificate-errors-spki-list)
+//        EXPECT_HTTP    "2": the page and the WebSocket must come over HTTP/2
 
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +31,9 @@ const CLOSE_CODE = 4000;
 const CLOSE_REASON = "bye from chromium";
 const TEXT = "hello from chromium";
 const SIZES = [0, 10, 100 * 1024, 10 * 1024 * 1024];
+const SPKI = process.env.DIALTONE_SPKI ?? "";
+const HTTP2 = process.env.EXPECT_HTTP === "2";
+const SHOT = HTTP2 ? "console-h2.png" : "console.png";
 
 const checks = [];
 function check(name, fn) {
@@ -56,6 +67,7 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    ...(SPKI ? [`--ignore-certificate-errors-spki-list=${SPKI}`] : []),
   ],
 });
 try {
@@ -78,6 +90,16 @@ try {
   check("the server logged permessage-deflate as agreed", () =>
     assert.match(openLine, /extensions="permessage-deflate/),
   );
+  if (HTTP2) {
+    const pageLine = await waitForLog(/ http .*method=GET/, "the page's request");
+    console.log(`server: ${pageLine}`);
+    check("the page came over HTTP/2", () => assert.match(pageLine, /http=HTTP\/2\.0/));
+    check("the WebSocket arrived as an HTTP/2 extended CONNECT", () =>
+      assert.match(openLine, /http=HTTP\/2\.0/),
+    );
+  } else {
+    check("the WebSocket arrived over HTTP/1.1", () => assert.match(openLine, /http=HTTP\/1\.1/));
+  }
 
   // Send text with the page's own form; the echo shows in its log.
   await page.fill("#message", TEXT);
@@ -185,8 +207,8 @@ try {
     assert.ok(closeLine.includes(`code=${CLOSE_CODE}`) && closeLine.includes(CLOSE_REASON)),
   );
 
-  await page.screenshot({ path: join(outDir, "console.png"), fullPage: true });
-  console.log(`screenshot: ${join(outDir, "console.png")}`);
+  await page.screenshot({ path: join(outDir, SHOT), fullPage: true });
+  console.log(`screenshot: ${join(outDir, SHOT)}`);
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });

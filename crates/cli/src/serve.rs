@@ -41,8 +41,9 @@ connection gets is the mode:
   --exec PROG ARGS  PROG runs for each connection, its stdin and stdout on it
   --exec-shell CMD  the same with `sh -c CMD`
 --static DIR and --web answer plain HTTP on the same port; --tls-cert and
---tls-key, or --tls-self-signed, make it wss://. -v logs connections and
-closes on stderr.
+--tls-key, or --tls-self-signed, make it wss://, offering HTTP/2 (ALPN h2)
+beside HTTP/1.1: browsers then open WebSockets as HTTP/2 streams (RFC 8441).
+-v logs connections (with the HTTP version) and closes on stderr.
 
 Safe by default (docs/SECURITY.md): browsers' handshakes are accepted only
 from pages of this same host and port (--allow-origin, --allow-any-origin);
@@ -423,7 +424,9 @@ impl Opened {
     pub(crate) fn log(&self) {
         info!(
             peer = %self.peer,
-            path = %self.request.uri(),
+            http = ?self.request.version(),
+            // The path, as on HTTP/1.1 (an HTTP/2 request's URI is whole).
+            path = %self.request.uri().path_and_query().map_or("/", |p| p.as_str()),
             extensions = self.extensions.as_deref().unwrap_or("none"),
             "open"
         );

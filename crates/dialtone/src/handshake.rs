@@ -18,6 +18,8 @@ use dialtone_proto::{Config, Connection, OriginPolicy, Role};
 
 use crate::dialer::MAX_REJECTION_BODY;
 use crate::error::{Error, Rejection, Result};
+#[cfg(feature = "tokio")]
+use crate::socket::WebSocket;
 
 /// The server's answer to a successful client handshake.
 ///
@@ -46,6 +48,34 @@ pub struct Response {
     /// The HTTP version of the handshake: HTTP/1.1 (`101`), or HTTP/2
     /// (RFC 8441 extended CONNECT, `200`).
     pub version: dialtone_proto::http::Version,
+}
+
+/// An accepted WebSocket and what was agreed in its handshake.
+///
+/// ```no_run
+/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
+/// if let dialtone::Accepted::WebSocket(upgraded) = incoming.handshake_or_http().await? {
+///     println!(
+///         "{} with {:?}",
+///         upgraded.request.uri(),
+///         upgraded.extensions.as_deref().unwrap_or("no extensions")
+///     );
+///     let mut ws = upgraded.ws;
+///     ws.send("welcome").await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct Upgraded<S> {
+    /// The open connection.
+    pub ws: WebSocket<S>,
+    /// The client's request (its `version()` says which HTTP carried the
+    /// handshake: HTTP/1.1, or HTTP/2 for an extended CONNECT).
+    pub request: Request<()>,
+    /// The `Sec-WebSocket-Extensions` value the server answered with
+    /// (e.g. `permessage-deflate; client_max_window_bits=15`), if any.
+    pub extensions: Option<String>,
 }
 
 /// Reads of a handshake head go in pieces of this size.
@@ -375,12 +405,43 @@ impl Acceptor {
             return Ok(None);
         };
         let offer = hs::check_request(&request)?;
-        self.origin.check(&request)?;
+        let agreed = self.negotiate(&request, &offer.protocols, &offer.extensions)?;
+        buf.advance(len);
+        let answer = hs::accept_response(
+            &offer.accept,
+            agreed.protocol.as_deref(),
+            agreed.extensions.as_deref(),
+            &HeaderMap::new(),
+        );
+        let mut conn = agreed.connection(&self.config);
+        conn.read_buffer().extend_from_slice(buf);
+        buf.clear();
+        Ok(Some(ServerOutcome {
+            answer,
+            conn,
+            request,
+            protocol: agreed.protocol,
+            extensions: agreed.extensions,
+        }))
+    }
+
+    /// The acceptor's decisions on a request whose handshake headers are
+    /// valid (for HTTP/1.1 or HTTP/2): the `Origin` policy, the
+    /// subprotocol (the callback's or the list's) and permessage-deflate.
+    /// Every face (the listener's own HTTP/1.1, hyper, axum, HTTP/2) goes
+    /// through here, so they all agree on the same things.
+    pub(crate) fn negotiate(
+        &self,
+        request: &Request<()>,
+        protocols: &[String],
+        extensions: &[dialtone_proto::extensions::Extension],
+    ) -> Result<Agreement, Reject> {
+        self.origin.check(request)?;
         let protocol = match &self.callback {
             Some(callback) => {
-                let chosen = callback(&request, &offer.protocols)?;
+                let chosen = callback(request, protocols)?;
                 if let Some(p) = &chosen {
-                    if !offer.protocols.contains(p) {
+                    if !protocols.contains(p) {
                         return Err(Reject::new(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "server chose a subprotocol the client did not offer",
@@ -389,32 +450,35 @@ impl Acceptor {
                 }
                 chosen
             }
-            None => offer
-                .protocols
+            None => protocols
                 .iter()
                 .find(|p| self.protocols.contains(p))
                 .cloned(),
         };
-        buf.advance(len);
-        let deflate = dialtone_proto::deflate::negotiate(&self.config.deflate, &offer.extensions);
-        let extensions = deflate.as_ref().map(|(ext, _)| ext.to_string());
-        let answer = hs::accept_response(
-            &offer.accept,
-            protocol.as_deref(),
-            extensions.as_deref(),
-            &HeaderMap::new(),
-        );
-        let agreed = deflate.map(|(_, agreed)| agreed);
-        let mut conn = Connection::with_deflate(Role::Server, self.config.clone(), agreed);
-        conn.read_buffer().extend_from_slice(buf);
-        buf.clear();
-        Ok(Some(ServerOutcome {
-            answer,
-            conn,
-            request,
+        let deflate = dialtone_proto::deflate::negotiate(&self.config.deflate, extensions);
+        Ok(Agreement {
             protocol,
-            extensions,
-        }))
+            extensions: deflate.as_ref().map(|(ext, _)| ext.to_string()),
+            deflate: deflate.map(|(_, agreed)| agreed),
+        })
+    }
+}
+
+/// What [`Acceptor::negotiate`] agreed to.
+#[derive(Debug)]
+pub(crate) struct Agreement {
+    /// The subprotocol chosen, if any.
+    pub(crate) protocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` value to answer with, if any.
+    pub(crate) extensions: Option<String>,
+    /// permessage-deflate as agreed.
+    pub(crate) deflate: Option<dialtone_proto::Agreed>,
+}
+
+impl Agreement {
+    /// The server's connection for what was agreed.
+    pub(crate) fn connection(&self, config: &Config) -> Connection {
+        Connection::with_deflate(Role::Server, config.clone(), self.deflate)
     }
 }
 

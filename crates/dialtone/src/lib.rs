@@ -9,7 +9,11 @@
 //! [`cookies`], [`transport`], [`blocking`] (the same over `std::io`),
 //! [`limits`] (connection limits per server and per address),
 //! [`message`], [`handshake`] and [`error`]; with the `http2` flag (on by
-//! default), `http2` (WebSockets over HTTP/2, RFC 8441). A room whose flag
+//! default), `http2` (WebSockets over HTTP/2, RFC 8441); with `hyper`,
+//! `upgrade` (a WebSocket from a hyper 1 request, HTTP/1.1 or HTTP/2), with
+//! `axum`, `axum::WebSocketUpgrade` (see `docs/AXUM.md`), and with
+//! `http2-server`, a TLS `Listener` that serves WebSockets over HTTP/2
+//! too. A room whose flag
 //! is off in this build links to the [feature flags](#feature-flags).
 //!
 #![cfg_attr(
@@ -30,6 +34,9 @@
     allow(dead_code, unused_imports)
 )]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "blocking")]
 #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking;
@@ -44,8 +51,12 @@ mod digest;
 #[cfg(any(feature = "tokio", feature = "blocking"))]
 mod driver;
 pub mod error;
+#[cfg(feature = "http2-server")]
+mod h2_listener;
 #[cfg(feature = "http2")]
 mod h2_stream;
+#[cfg(feature = "http2-server")]
+mod h2_upgraded;
 pub mod handshake;
 #[cfg(feature = "http2")]
 pub mod http2;
@@ -71,6 +82,9 @@ pub mod tls;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod transport;
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub mod upgrade;
 #[cfg(all(feature = "io-uring", target_os = "linux"))]
 pub mod uring;
 

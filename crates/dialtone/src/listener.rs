@@ -43,9 +43,11 @@ impl Acceptor {
             Accepted::WebSocket(upgraded) => Ok((upgraded.ws, upgraded.request)),
             // Never built with `plain_http` false (such a request is
             // refused with 426 in `read_request`); answered the same here.
-            Accepted::Http(http) => {
-                Err(refuse(http.io, upgrade_required(), self.write_timeout).await)
-            }
+            Accepted::Http(http) => match http.io {
+                Answer::Io(io) => Err(refuse(io, upgrade_required(), self.write_timeout).await),
+                #[cfg(feature = "http2-server")]
+                Answer::Http2(_) => Err(Error::Refused(Box::new(upgrade_required()))),
+            },
         }
     }
 
@@ -98,7 +100,7 @@ impl Acceptor {
                 })))
             }
             ServerHead::Plain(request) => Ok(Accepted::Http(Box::new(HttpRequest {
-                io,
+                io: Answer::Io(io),
                 request,
                 write_timeout: self.write_timeout,
             }))),
@@ -135,35 +137,12 @@ pub enum Accepted<S> {
     Http(Box<HttpRequest<S>>),
 }
 
-/// An accepted WebSocket and what was agreed in its handshake.
-///
-/// ```no_run
-/// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
-/// if let dialtone::Accepted::WebSocket(upgraded) = incoming.handshake_or_http().await? {
-///     println!(
-///         "{} with {:?}",
-///         upgraded.request.uri(),
-///         upgraded.extensions.as_deref().unwrap_or("no extensions")
-///     );
-///     let mut ws = upgraded.ws;
-///     ws.send("welcome").await?;
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct Upgraded<S> {
-    /// The open connection.
-    pub ws: WebSocket<S>,
-    /// The client's request.
-    pub request: Request<()>,
-    /// The `Sec-WebSocket-Extensions` value the server answered with
-    /// (e.g. `permessage-deflate; client_max_window_bits=15`), if any.
-    pub extensions: Option<String>,
-}
+pub use crate::handshake::Upgraded;
 
-/// A plain HTTP/1.1 request that arrived where a WebSocket handshake was
-/// expected. It gets one response, then the connection is closed (the
-/// request's body, if any, is not read; there is no keep-alive).
+/// A plain HTTP request that arrived where a WebSocket handshake was
+/// expected. It gets one response; on HTTP/1.1 the connection is then
+/// closed (the request's body, if any, is not read; there is no
+/// keep-alive), on HTTP/2 only its stream ends.
 ///
 /// ```no_run
 /// # async fn run(incoming: dialtone::Incoming) -> dialtone::Result<()> {
@@ -179,11 +158,21 @@ pub struct Upgraded<S> {
 /// ```
 #[derive(Debug)]
 pub struct HttpRequest<S> {
-    io: S,
+    io: Answer<S>,
     request: Request<()>,
     /// How long one write may make no progress (the acceptor's
     /// [`Acceptor::write_timeout`]).
     write_timeout: Duration,
+}
+
+/// Where a plain request's answer goes.
+#[derive(Debug)]
+enum Answer<S> {
+    /// Written as HTTP/1.1 on the connection.
+    Io(S),
+    /// Handed to the HTTP/2 connection's task for its stream.
+    #[cfg(feature = "http2-server")]
+    Http2(crate::h2_listener::Responder),
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
@@ -206,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
     /// the body is not sent in answer to a `HEAD`. A body shorter than `len`
     /// is an [`Error::Io`] (the client sees the connection end early).
     pub async fn respond_with<R>(
-        mut self,
+        self,
         status: StatusCode,
         headers: &HeaderMap,
         len: u64,
@@ -215,54 +204,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpRequest<S> {
     where
         R: AsyncRead + Unpin,
     {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        )
-        .into_bytes();
-        for (name, value) in headers {
-            if name == header::CONTENT_LENGTH || name == header::CONNECTION {
-                continue;
-            }
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(
-            format!("Content-Length: {len}\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
         let limit = self.write_timeout;
-        write_within(&mut self.io, &head, limit).await?;
-        if self.request.method() != Method::HEAD {
-            // Piece by piece, each under the write timeout: a client that
-            // stops reading is dropped, one that reads slowly is not.
-            let mut body = body.take(len);
-            let mut piece = vec![0; 16 * 1024];
-            let mut copied = 0;
-            loop {
-                let n = body.read(&mut piece).await?;
-                if n == 0 {
-                    break;
-                }
-                write_within(&mut self.io, &piece[..n], limit).await?;
-                copied += n as u64;
+        // One arm per build: the HTTP/2 one exists with `http2-server`.
+        #[allow(clippy::infallible_destructuring_match)]
+        let io = match self.io {
+            Answer::Io(io) => io,
+            #[cfg(feature = "http2-server")]
+            Answer::Http2(responder) => {
+                let method = self.request.method();
+                return responder
+                    .respond_with(method, status, headers, len, body, limit)
+                    .await;
             }
-            if copied < len {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the response body ended before its Content-Length",
-                )));
-            }
-        }
-        tokio::time::timeout(limit, self.io.flush())
-            .await
-            .map_err(|_| Error::Timeout(limit))??;
-        // Best effort: the client may already be gone.
-        let _ = self.io.shutdown().await;
-        Ok(())
+        };
+        write_http11(io, &self.request, status, headers, len, body, limit).await
     }
+}
+
+/// Writes an HTTP/1.1 response with `len` bytes of `body`, then closes.
+async fn write_http11<S, R>(
+    mut io: S,
+    request: &Request<()>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    len: u64,
+    body: R,
+    limit: Duration,
+) -> Result<()>
+where
+    S: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::CONNECTION {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(
+        format!("Content-Length: {len}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    write_within(&mut io, &head, limit).await?;
+    if request.method() != Method::HEAD {
+        // Piece by piece, each under the write timeout: a client that
+        // stops reading is dropped, one that reads slowly is not.
+        let mut body = body.take(len);
+        let mut piece = vec![0; 16 * 1024];
+        let mut copied = 0;
+        loop {
+            let n = body.read(&mut piece).await?;
+            if n == 0 {
+                break;
+            }
+            write_within(&mut io, &piece[..n], limit).await?;
+            copied += n as u64;
+        }
+        if copied < len {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the response body ended before its Content-Length",
+            )));
+        }
+    }
+    tokio::time::timeout(limit, io.flush())
+        .await
+        .map_err(|_| Error::Timeout(limit))??;
+    // Best effort: the client may already be gone.
+    let _ = io.shutdown().await;
+    Ok(())
 }
 
 /// Writes all of `data`, failing with [`Error::Timeout`] if the peer takes
@@ -309,31 +327,80 @@ async fn refuse<S: AsyncWrite + Unpin>(mut io: S, reject: Reject, limit: Duratio
 /// }
 /// # }
 /// ```
+///
+/// With the feature `http2` and TLS, the listener also offers ALPN `h2`:
+/// a client that takes it (a browser) opens its WebSockets as HTTP/2
+/// extended CONNECT streams (RFC 8441), many on one TCP connection. The
+/// first request of such a connection is answered by the
+/// [`Incoming::handshake`] of that connection; each later one is handed
+/// out by [`Listener::accept`] as an [`Incoming`] of its own (its
+/// handshake is done as for any other), so the accept loop above serves
+/// both HTTPs unchanged. [`Upgraded::request`]'s `version()` and
+/// [`Transport::http_version`] tell them apart.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
     acceptor: Arc<Acceptor>,
     #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
+    #[cfg(feature = "http2-server")]
+    h2: H2Queue,
+}
+
+/// The requests of HTTP/2 connections after their first, waiting for
+/// [`Listener::accept`].
+#[cfg(feature = "http2-server")]
+#[derive(Debug)]
+struct H2Queue {
+    /// Whether TLS connections are offered `h2`.
+    enabled: bool,
+    tx: tokio::sync::mpsc::Sender<crate::h2_listener::H2Request>,
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::h2_listener::H2Request>>,
 }
 
 impl Listener {
     /// Binds a TCP listener with the default [`Acceptor`].
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        #[cfg(feature = "http2-server")]
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::h2_listener::QUEUE);
         Ok(Listener {
             tcp: TcpListener::bind(addr).await?,
             acceptor: Arc::new(Acceptor::default()),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "http2-server")]
+            h2: H2Queue {
+                enabled: true,
+                tx,
+                rx: tokio::sync::Mutex::new(rx),
+            },
         })
     }
 
     /// Serves TLS (`wss://`) with this identity: each accepted connection
     /// runs the TLS handshake in [`Incoming::handshake`], under the
-    /// acceptor's handshake timeout, before the WebSocket handshake.
+    /// acceptor's handshake timeout, before the WebSocket handshake. With
+    /// the feature `http2-server`, ALPN offers `h2` before `http/1.1`
+    /// (unless `Listener::with_http2` turned it off, or the identity came
+    /// from `ServerTls::from_config`, whose ALPN is left as it is).
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        #[cfg(feature = "http2-server")]
+        let tls = if self.h2.enabled {
+            tls.offering_h2()
+        } else {
+            tls
+        };
         self.tls = Some(tls);
+        self
+    }
+
+    /// Whether TLS connections are offered HTTP/2 (on by default with the
+    /// feature `http2`); call before [`Listener::with_tls`]. Off, every
+    /// client speaks HTTP/1.1.
+    #[cfg(feature = "http2-server")]
+    pub fn with_http2(mut self, enabled: bool) -> Self {
+        self.h2.enabled = enabled;
         self
     }
 
@@ -351,20 +418,44 @@ impl Listener {
     /// Waits for the next TCP connection. The handshake is done by
     /// [`Incoming::handshake`], so that a slow client does not hold up the
     /// accept loop: spawn a task per connection.
+    ///
+    /// With HTTP/2, it also hands out the requests of HTTP/2 connections
+    /// after their first (see above), whichever comes first.
     pub async fn accept(&self) -> io::Result<Incoming> {
-        let (stream, peer) = self.tcp.accept().await?;
+        #[cfg(feature = "http2-server")]
+        let stream = {
+            let queued = async { self.h2.rx.lock().await.recv().await };
+            tokio::select! {
+                accepted = self.tcp.accept() => accepted?,
+                Some(request) = queued => {
+                    return Ok(Incoming {
+                        peer: request.peer_addr(),
+                        kind: Kind::Http2(Box::new(request)),
+                        acceptor: self.acceptor.clone(),
+                        tls: None,
+                        h2: None,
+                    });
+                }
+            }
+        };
+        #[cfg(not(feature = "http2-server"))]
+        let stream = self.tcp.accept().await?;
+        let (stream, peer) = stream;
         stream.set_nodelay(true)?;
         Ok(Incoming {
-            stream,
+            kind: Kind::Tcp(stream),
             peer,
             acceptor: self.acceptor.clone(),
             #[cfg(feature = "tls")]
             tls: self.tls.clone(),
+            #[cfg(feature = "http2-server")]
+            h2: self.h2.enabled.then(|| self.h2.tx.clone()),
         })
     }
 }
 
-/// A TCP connection whose WebSocket handshake is still to be done.
+/// A TCP connection whose WebSocket handshake is still to be done, or
+/// (with HTTP/2) a request on an HTTP/2 connection not yet answered.
 ///
 /// ```no_run
 /// # async fn run() -> dialtone::Result<()> {
@@ -377,11 +468,31 @@ impl Listener {
 /// ```
 #[derive(Debug)]
 pub struct Incoming {
-    stream: TcpStream,
+    kind: Kind,
     peer: SocketAddr,
     acceptor: Arc<Acceptor>,
     #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
+    /// Where the requests of an HTTP/2 connection after its first go.
+    #[cfg(feature = "http2-server")]
+    h2: Option<tokio::sync::mpsc::Sender<crate::h2_listener::H2Request>>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Tcp(TcpStream),
+    #[cfg(feature = "http2-server")]
+    Http2(Box<crate::h2_listener::H2Request>),
+}
+
+/// What a TCP connection turned out to carry, once its TLS handshake (if
+/// any) is done.
+enum Carried {
+    /// One HTTP/1.1 request, then the WebSocket (or the answer).
+    Http11(Transport),
+    /// A request of an HTTP/2 connection.
+    #[cfg(feature = "http2-server")]
+    Http2(Box<crate::h2_listener::H2Request>),
 }
 
 impl Incoming {
@@ -400,22 +511,89 @@ impl Incoming {
         // `Acceptor::accept`'s is.
         Box::pin(async move {
             let acceptor = self.acceptor.clone();
-            let transport = self.transport().await?;
-            acceptor.accept(transport).await
+            match self.carried().await? {
+                Carried::Http11(transport) => acceptor.accept(transport).await,
+                #[cfg(feature = "http2-server")]
+                Carried::Http2(request) => {
+                    if !request.is_upgrade() {
+                        return Err(request.refuse(upgrade_required()));
+                    }
+                    let upgraded = request.upgrade(&acceptor).await?;
+                    Ok((upgraded.ws, upgraded.request))
+                }
+            }
         })
         .await
     }
 
     /// Like [`Incoming::handshake`], but hands back a plain HTTP request
-    /// (one without `Upgrade: websocket`) to answer instead of refusing it
+    /// (one without `Upgrade: websocket`, or on HTTP/2 any but an extended
+    /// CONNECT) to answer instead of refusing it
     /// ([`Acceptor::accept_or_http`]).
     pub async fn handshake_or_http(self) -> Result<Accepted<Transport>> {
         Box::pin(async move {
             let acceptor = self.acceptor.clone();
-            let transport = self.transport().await?;
-            acceptor.accept_or_http(transport).await
+            match self.carried().await? {
+                Carried::Http11(transport) => acceptor.accept_or_http(transport).await,
+                #[cfg(feature = "http2-server")]
+                Carried::Http2(request) => {
+                    if request.is_upgrade() {
+                        let upgraded = request.upgrade(&acceptor).await?;
+                        return Ok(Accepted::WebSocket(Box::new(upgraded)));
+                    }
+                    let (request, responder) = request.into_http();
+                    Ok(Accepted::Http(Box::new(HttpRequest {
+                        io: Answer::Http2(responder),
+                        request,
+                        write_timeout: acceptor.write_timeout,
+                    })))
+                }
+            }
         })
         .await
+    }
+
+    /// The connection after its TLS handshake: HTTP/1.1, or, if the client
+    /// chose `h2`, the first request of the HTTP/2 connection (which is
+    /// then served in a task of its own, its later requests handed to the
+    /// listener's queue).
+    async fn carried(self) -> Result<Carried> {
+        #[cfg(feature = "http2-server")]
+        if let Kind::Http2(request) = self.kind {
+            return Ok(Carried::Http2(request));
+        }
+        #[cfg(feature = "http2-server")]
+        let (h2, acceptor) = (self.h2.clone(), self.acceptor.clone());
+        let transport = self.transport().await?;
+        #[cfg(feature = "http2-server")]
+        if let Some(rest) = h2 {
+            if transport.alpn_protocol() == Some(crate::h2_listener::ALPN_H2) {
+                let conn = crate::h2_upgraded::ConnectionOf {
+                    local: transport.local_addr()?,
+                    peer: transport.peer_addr()?,
+                    certificates: transport.peer_certificates().map(Into::into),
+                };
+                let Transport::TlsServer(tls) = transport else {
+                    return Err(Error::Io(io::ErrorKind::Unsupported.into()));
+                };
+                let (first, request) = tokio::sync::oneshot::channel();
+                let streams = crate::h2_listener::Streams::new(first, rest);
+                let limit = acceptor.config.max_handshake_size;
+                crate::h2_listener::serve(*tls, conn, limit, streams);
+                let wait = acceptor.handshake_timeout;
+                let request = tokio::time::timeout(wait, request)
+                    .await
+                    .map_err(|_| Error::Timeout(wait))?
+                    .map_err(|_| {
+                        Error::Io(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the HTTP/2 connection ended before its first request",
+                        ))
+                    })?;
+                return Ok(Carried::Http2(Box::new(request)));
+            }
+        }
+        Ok(Carried::Http11(transport))
     }
 
     /// Refuses this connection without reading its request: answers
@@ -425,6 +603,10 @@ impl Incoming {
     /// [`crate::limits`]); returns the error that says what was refused.
     pub async fn refuse(self, reject: Reject) -> Error {
         let limit = self.acceptor.write_timeout;
+        #[cfg(feature = "http2-server")]
+        if let Kind::Http2(request) = self.kind {
+            return request.refuse(reject);
+        }
         match self.transport().await {
             Ok(transport) => refuse(transport, reject, limit).await,
             Err(_) => Error::Refused(Box::new(reject)),
@@ -434,22 +616,35 @@ impl Incoming {
     /// The TCP stream, after the TLS handshake if the listener has TLS.
     #[cfg(feature = "tls")]
     async fn transport(self) -> Result<Transport> {
+        // One arm per build: the HTTP/2 one exists with `http2-server`.
+        #[allow(clippy::infallible_destructuring_match)]
+        let stream = match self.kind {
+            Kind::Tcp(stream) => stream,
+            #[cfg(feature = "http2-server")]
+            Kind::Http2(_) => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "an HTTP/2 request has no transport of its own",
+                )))
+            }
+        };
         Ok(match &self.tls {
             Some(tls) => {
                 let limit = self.acceptor.handshake_timeout;
-                let stream = tokio::time::timeout(limit, tls.accept(self.stream, self.peer))
+                let stream = tokio::time::timeout(limit, tls.accept(stream, self.peer))
                     .await
                     .map_err(|_| Error::Timeout(limit))??;
                 Transport::TlsServer(Box::new(stream))
             }
-            None => Transport::Tcp(self.stream),
+            None => Transport::Tcp(stream),
         })
     }
 
     /// The TCP stream (a build without TLS has no TLS listener).
     #[cfg(not(feature = "tls"))]
     async fn transport(self) -> Result<Transport> {
-        Ok(Transport::Tcp(self.stream))
+        let Kind::Tcp(stream) = self.kind;
+        Ok(Transport::Tcp(stream))
     }
 }
 

@@ -543,6 +543,21 @@ impl ServerTls {
         })
     }
 
+    /// The same identity offering ALPN `h2` before `http/1.1`, if its ALPN
+    /// is ours (`http/1.1` alone); a caller's config is left as it is.
+    #[cfg(feature = "http2-server")]
+    pub(crate) fn offering_h2(self) -> Self {
+        if self.identity.is_none() || self.config.alpn_protocols != [ALPN_HTTP11.to_vec()] {
+            return self;
+        }
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![crate::h2_listener::ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        ServerTls {
+            config: Arc::new(config),
+            identity: self.identity,
+        }
+    }
+
     /// Runs the server side of the TLS handshake.
     #[cfg(feature = "tokio")]
     pub(crate) async fn accept(

@@ -44,7 +44,15 @@ pub enum Transport {
     /// connection (TLS, or cleartext h2c) may carry other WebSockets.
     #[cfg(feature = "http2")]
     H2(Box<crate::h2_stream::H2Stream>),
+    /// One stream of an HTTP/2 connection a [`Listener`](crate::Listener)
+    /// with TLS accepted (ALPN `h2`): a WebSocket opened with an extended
+    /// CONNECT (RFC 8441), beside others on the same TCP connection.
+    #[cfg(feature = "http2-server")]
+    H2Server(Box<H2Upgraded>),
 }
+
+#[cfg(feature = "http2-server")]
+pub use crate::h2_upgraded::H2Upgraded;
 
 /// Applies `$e` to the inner stream of every variant.
 macro_rules! each {
@@ -57,6 +65,8 @@ macro_rules! each {
             Transport::TlsServer($s) => $e,
             #[cfg(feature = "http2")]
             Transport::H2($s) => $e,
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server($s) => $e,
         }
     };
 }
@@ -73,6 +83,8 @@ impl Transport {
             Transport::TlsServer(s) => Some(s.get_ref().0),
             #[cfg(feature = "http2")]
             Transport::H2(_) => None,
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server(_) => None,
         }
     }
 
@@ -84,6 +96,8 @@ impl Transport {
             Transport::TlsClient(_) | Transport::TlsServer(_) => true,
             #[cfg(feature = "http2")]
             Transport::H2(s) => s.info().tls,
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server(_) => true,
         }
     }
 
@@ -93,6 +107,8 @@ impl Transport {
         match self {
             #[cfg(feature = "http2")]
             Transport::H2(_) => dialtone_proto::http::Version::HTTP_2,
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server(_) => dialtone_proto::http::Version::HTTP_2,
             _ => dialtone_proto::http::Version::HTTP_11,
         }
     }
@@ -107,6 +123,8 @@ impl Transport {
             Transport::TlsServer(s) => s.get_ref().1.peer_certificates(),
             #[cfg(feature = "http2")]
             Transport::H2(s) => s.info().certificates.as_deref(),
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server(s) => s.peer_certificates(),
         }
     }
 
@@ -119,6 +137,8 @@ impl Transport {
             Transport::TlsServer(s) => s.get_ref().1.alpn_protocol(),
             #[cfg(feature = "http2")]
             Transport::H2(s) => s.info().alpn.as_deref(),
+            #[cfg(feature = "http2-server")]
+            Transport::H2Server(_) => Some(b"h2"),
         }
     }
 
@@ -128,6 +148,11 @@ impl Transport {
             Some(tcp) => tcp.local_addr(),
             #[cfg(feature = "http2")]
             None if matches!(self, Transport::H2(_)) => known(self, |i| i.local),
+            #[cfg(feature = "http2-server")]
+            None if matches!(self, Transport::H2Server(_)) => match self {
+                Transport::H2Server(s) => Ok(s.local_addr()),
+                _ => Err(io::ErrorKind::NotConnected.into()),
+            },
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
@@ -138,6 +163,11 @@ impl Transport {
             Some(tcp) => tcp.peer_addr(),
             #[cfg(feature = "http2")]
             None if matches!(self, Transport::H2(_)) => known(self, |i| i.peer),
+            #[cfg(feature = "http2-server")]
+            None if matches!(self, Transport::H2Server(_)) => match self {
+                Transport::H2Server(s) => Ok(s.peer_addr()),
+                _ => Err(io::ErrorKind::NotConnected.into()),
+            },
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }

@@ -54,7 +54,13 @@ async fn trusted_extra_ca_by_name_and_by_ip() {
     let (ws, response) = dialer.dial(&url).await.unwrap();
     assert_eq!(response.url.scheme(), "wss");
     assert!(ws.get_ref().is_tls());
-    assert_eq!(ws.get_ref().alpn_protocol(), Some(&b"http/1.1"[..]));
+    // Both ends speak HTTP/2 when the dialer's and the listener's flags are on.
+    let alpn: &[u8] = if cfg!(all(feature = "http2", feature = "http2-server")) {
+        b"h2"
+    } else {
+        b"http/1.1"
+    };
+    assert_eq!(ws.get_ref().alpn_protocol(), Some(alpn));
     assert_eq!(ws.get_ref().peer_certificates().map(|c| c.len()), Some(1));
     let (ws, response) = tokio::task::spawn_blocking(move || dialer.dial_blocking(&url))
         .await

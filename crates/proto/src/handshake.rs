@@ -484,6 +484,29 @@ impl Reject {
         Reject::new(StatusCode::BAD_REQUEST, reason)
     }
 
+    /// The refusal as an HTTP response for servers whose HTTP layer writes
+    /// the bytes (hyper): the status, the reason as a `text/plain` body and
+    /// the headers; on HTTP/2 and later, headers that only mean something
+    /// to an HTTP/1.1 connection (`Upgrade`, `Connection`), which HTTP/2
+    /// forbids, are left out.
+    pub fn to_response(&self, version: Version) -> http::Response<String> {
+        let reason: String = self.reason.chars().filter(|c| !c.is_control()).collect();
+        let mut response = http::Response::new(format!("{reason}\n"));
+        *response.status_mut() = self.status;
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let h1 = version <= Version::HTTP_11;
+        for (name, value) in &self.headers {
+            if h1 || (name != header::UPGRADE && name != header::CONNECTION) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+        response
+    }
+
     /// The whole HTTP response, head and body; it asks the client to close.
     pub fn to_bytes(&self) -> Vec<u8> {
         let reason: String = self.reason.chars().filter(|c| !c.is_control()).collect();
@@ -562,7 +585,7 @@ pub struct ServerHandshake {
 }
 
 /// Checks a client's opening handshake (RFC 6455 §4.2.1).
-pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
+pub fn check_request<B>(req: &Request<B>) -> Result<ServerHandshake, Reject> {
     if req.method() != Method::GET {
         return Err(Reject::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -582,17 +605,7 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
     if !header_has_token(h, &header::CONNECTION, "upgrade") {
         return Err(Reject::bad_request("missing `Connection: upgrade`"));
     }
-    let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
-    if versions != ["13"] {
-        return Err(Reject::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version; this server speaks 13",
-        )
-        .with_header(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        ));
-    }
+    check_version(h)?;
     let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.as_bytes(),
@@ -613,6 +626,120 @@ pub fn check_request(req: &Request<()>) -> Result<ServerHandshake, Reject> {
             .collect(),
         extensions: crate::extensions::from_headers(h).unwrap_or_default(),
     })
+}
+
+/// The one WebSocket version there is, or the refusal of a request that
+/// asks for another (or several): 426 with `Sec-WebSocket-Version: 13`
+/// (RFC 6455 §4.2.2 item 4), on HTTP/1.1 and HTTP/2 alike.
+fn check_version(h: &HeaderMap) -> Result<(), Reject> {
+    let versions: Vec<&str> = header_tokens(h, &header::SEC_WEBSOCKET_VERSION).collect();
+    if versions != ["13"] {
+        return Err(Reject::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version; this server speaks 13",
+        )
+        .with_header(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a valid HTTP/2 (or HTTP/3) extended CONNECT asks for: a
+/// WebSocket's subprotocols and extension offers, and no key (RFC 8441
+/// §5: the `:protocol` pseudo-header does what the key did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtendedConnect {
+    /// The subprotocols the client offered, in its order of preference.
+    pub protocols: Vec<String>,
+    /// The extension offers, in the client's order (a malformed header is
+    /// declined, as on HTTP/1.1).
+    pub extensions: Vec<Extension>,
+}
+
+/// Checks a WebSocket opening handshake carried by an HTTP/2 extended
+/// CONNECT (RFC 8441 §4–5); `protocol` is the request's `:protocol`
+/// pseudo-header, which the HTTP/2 layer keeps outside the header map.
+///
+/// The method must be CONNECT (405), `:protocol` must be `websocket` (400;
+/// none at all is a plain CONNECT, which a WebSocket server does not
+/// serve), `Sec-WebSocket-Version` must be 13 (426, as on HTTP/1.1), and
+/// `Sec-WebSocket-Key` / `Sec-WebSocket-Accept` must be absent (400: RFC
+/// 8441 §5 replaces their processing with `:protocol`). HTTP/2 has no
+/// `Host` header: the `:authority` is the request URI's.
+pub fn check_extended_connect<B>(
+    req: &Request<B>,
+    protocol: Option<&str>,
+) -> Result<ExtendedConnect, Reject> {
+    if req.method() != Method::CONNECT {
+        return Err(Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket over HTTP/2 is opened with an extended CONNECT",
+        ));
+    }
+    match protocol {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {}
+        Some(_) => {
+            return Err(Reject::bad_request(
+                "the extended CONNECT's :protocol is not websocket",
+            ))
+        }
+        None => {
+            return Err(Reject::bad_request(
+                "a CONNECT without :protocol is not a WebSocket handshake",
+            ))
+        }
+    }
+    let h = req.headers();
+    if req.uri().authority().is_none() && h.get(header::HOST).is_none() {
+        return Err(Reject::bad_request("missing :authority"));
+    }
+    check_version(h)?;
+    if h.contains_key(header::SEC_WEBSOCKET_KEY) || h.contains_key(header::SEC_WEBSOCKET_ACCEPT) {
+        return Err(Reject::bad_request(
+            "Sec-WebSocket-Key is not used over HTTP/2 (RFC 8441 section 5)",
+        ));
+    }
+    Ok(ExtendedConnect {
+        protocols: header_tokens(h, &header::SEC_WEBSOCKET_PROTOCOL)
+            .map(str::to_owned)
+            .collect(),
+        extensions: crate::extensions::from_headers(h).unwrap_or_default(),
+    })
+}
+
+/// The server's acceptance as an HTTP response head, for servers whose
+/// HTTP layer writes the bytes (hyper): `101 Switching Protocols` with
+/// `Upgrade`, `Connection` and `Sec-WebSocket-Accept` when `accept` is
+/// given (HTTP/1.1, RFC 6455 §4.2.2), else `200 OK` (HTTP/2 extended
+/// CONNECT, RFC 8441 §5); the chosen subprotocol and extensions either way.
+pub fn accept_response_head(
+    accept: Option<&str>,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = match accept {
+        Some(_) => StatusCode::SWITCHING_PROTOCOLS,
+        None => StatusCode::OK,
+    };
+    let h = response.headers_mut();
+    let value = |v: &str| HeaderValue::from_str(v).ok();
+    if let Some(accept) = accept {
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Some(v) = value(accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+    }
+    if let Some(v) = protocol.and_then(value) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    if let Some(v) = extensions.and_then(value) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    response
 }
 
 /// The server's `101 Switching Protocols` answer (RFC 6455 §4.2.2).
@@ -880,6 +1007,97 @@ mod tests {
 #[cfg(test)]
 mod extended_connect_tests {
     use super::*;
+
+    fn connect(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder()
+            .method(Method::CONNECT)
+            .uri("https://example.com/chat")
+            .version(Version::HTTP_2);
+        for (name, value) in headers {
+            b = b.header(*name, *value);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn accepts_an_extended_connect_with_version_13_and_reads_the_offers() {
+        let req = connect(&[
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat, superchat"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ]);
+        let offer = check_extended_connect(&req, Some("websocket")).unwrap();
+        assert_eq!(offer.protocols, ["chat", "superchat"]);
+        assert_eq!(offer.extensions.len(), 1);
+    }
+
+    #[test]
+    fn refuses_what_rfc_8441_section_5_rules_out() {
+        let v13 = ("sec-websocket-version", "13");
+        let status =
+            |req: Request<()>, protocol| check_extended_connect(&req, protocol).unwrap_err().status;
+        assert_eq!(status(connect(&[v13]), None), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(connect(&[v13]), Some("webtransport")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(
+                connect(&[("sec-websocket-version", "8")]),
+                Some("websocket")
+            ),
+            StatusCode::UPGRADE_REQUIRED
+        );
+        assert_eq!(
+            status(
+                connect(&[v13, ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")]),
+                Some("websocket")
+            ),
+            StatusCode::BAD_REQUEST
+        );
+        let get = Request::get("https://example.com/").body(()).unwrap();
+        assert_eq!(
+            status(get, Some("websocket")),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn the_acceptance_is_101_with_accept_on_http11_and_200_without_on_http2() {
+        let h1 = accept_response_head(Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), Some("chat"), None);
+        assert_eq!(h1.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            h1.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(h1.headers()["upgrade"], "websocket");
+        let h2 = accept_response_head(None, Some("chat"), Some("permessage-deflate"));
+        assert_eq!(h2.status(), StatusCode::OK);
+        assert!(!h2.headers().contains_key("sec-websocket-accept"));
+        assert!(!h2.headers().contains_key("upgrade"));
+        assert_eq!(h2.headers()["sec-websocket-protocol"], "chat");
+        assert_eq!(
+            h2.headers()["sec-websocket-extensions"],
+            "permessage-deflate"
+        );
+    }
+
+    #[test]
+    fn a_refusal_on_http2_leaves_out_http11_connection_headers() {
+        let reject = Reject::new(StatusCode::UPGRADE_REQUIRED, "x")
+            .with_header(header::UPGRADE, HeaderValue::from_static("websocket"))
+            .with_header(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        let h1 = reject.to_response(Version::HTTP_11);
+        assert_eq!(h1.headers()["upgrade"], "websocket");
+        let h2 = reject.to_response(Version::HTTP_2);
+        assert_eq!(h2.status(), StatusCode::UPGRADE_REQUIRED);
+        assert!(!h2.headers().contains_key("upgrade"));
+        assert_eq!(h2.headers()["sec-websocket-version"], "13");
+        assert_eq!(h2.body(), "x\n");
+    }
 
     fn answer(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
         let mut map = HeaderMap::new();

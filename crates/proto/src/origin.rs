@@ -261,9 +261,14 @@ impl OriginPolicy {
 }
 
 /// Whether `origin`'s host and port are those the request was sent to:
-/// its `Host` header, whose missing port is the origin scheme's default.
+/// its `Host` header (or, on HTTP/2, which has none, its `:authority`),
+/// whose missing port is the origin scheme's default.
 fn same_host<B>(origin: &Origin, request: &Request<B>) -> bool {
-    let Some(host) = request.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+    let host = match request.headers().get(HOST) {
+        Some(h) => h.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    };
+    let Some(host) = host else {
         return false;
     };
     let scheme = match origin.scheme() {
@@ -290,6 +295,23 @@ mod tests {
 
     fn allows(policy: &OriginPolicy, host: &str, origin: &str) -> bool {
         policy.check(&request(host, &[origin])).is_ok()
+    }
+
+    #[test]
+    fn same_host_on_http2_reads_the_authority() {
+        // HTTP/2 has no Host header: the :authority is the URI's.
+        let request = |origin: &str| {
+            Request::builder()
+                .method("CONNECT")
+                .uri("https://chat.example:8443/ws")
+                .header(ORIGIN, origin)
+                .body(())
+                .unwrap()
+        };
+        let policy = OriginPolicy::same_host();
+        assert!(policy.check(&request("https://chat.example:8443")).is_ok());
+        assert!(policy.check(&request("https://evil.example:8443")).is_err());
+        assert!(policy.check(&request("https://chat.example")).is_err());
     }
 
     #[test]

@@ -56,8 +56,9 @@ impl Site {
     ) -> Result<()> {
         let method = http.request().method().clone();
         let target = http.request().uri().to_string();
+        let version = http.request().version();
         let status = self.respond(http).await?;
-        info!(%peer, %method, target, status = status.as_u16(), "http");
+        info!(%peer, http = ?version, %method, target, status = status.as_u16(), "http");
         Ok(())
     }
 

@@ -35,6 +35,9 @@ pub(crate) struct SelfSigned {
     names: String,
     /// SHA-256 of the leaf's DER, hex with colons (as browsers show it).
     fingerprint: String,
+    /// SHA-256 of the key's SubjectPublicKeyInfo, in base64: what
+    /// Chromium's `--ignore-certificate-errors-spki-list` takes.
+    spki: String,
 }
 
 /// Makes the CA and the leaf for `bound` (and the loopback names), and
@@ -90,6 +93,12 @@ pub(crate) fn make(bound: SocketAddr) -> Result<SelfSigned> {
         let _ = write!(fingerprint, "{sep}{b:02X}");
     }
 
+    let spki_digest = ring::digest::digest(&ring::digest::SHA256, &leaf_key.public_key_der());
+    let spki = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(spki_digest.as_ref())
+    };
+
     let dir = std::env::temp_dir().join(format!("dialtone-self-signed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let chain_pem = format!("{}{}", leaf_cert.pem(), ca_cert.pem());
@@ -109,6 +118,7 @@ pub(crate) fn make(bound: SocketAddr) -> Result<SelfSigned> {
         ca_file,
         names,
         fingerprint,
+        spki,
     })
 }
 
@@ -146,11 +156,13 @@ impl SelfSigned {
         eprintln!(
             "self-signed certificate for {}, valid 7 days\n\
              \x20 SHA-256 fingerprint: {}\n\
+             \x20 SPKI SHA-256 (base64): {}\n\
              \x20 CA to trust: {} (cert.pem and key.pem beside it)\n\
              dial it with:\n\
              \x20 dialtone dial --cacert {} wss://{host}:{}/",
             self.names,
             self.fingerprint,
+            self.spki,
             self.ca_file.display(),
             self.ca_file.display(),
             local.port(),
