@@ -234,7 +234,10 @@ impl Conn {
 /// hyper client). Checks `101` and `Sec-WebSocket-Accept`. The benchmark's
 /// server sends nothing before the client's first message, so nothing
 /// read past the response head is lost.
-pub async fn raw_handshake(tcp: &mut tokio::net::TcpStream, addr: SocketAddr) -> Result<(), String> {
+pub async fn raw_handshake(
+    tcp: &mut tokio::net::TcpStream,
+    addr: SocketAddr,
+) -> Result<(), String> {
     use base64::Engine as _;
     use sha1::Digest as _;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -248,7 +251,9 @@ pub async fn raw_handshake(tcp: &mut tokio::net::TcpStream, addr: SocketAddr) ->
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    tcp.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     while !buf.ends_with(b"\r\n\r\n") {
         if buf.len() > 16 * 1024 {
@@ -265,9 +270,10 @@ pub async fn raw_handshake(tcp: &mut tokio::net::TcpStream, addr: SocketAddr) ->
     if !head.starts_with("HTTP/1.1 101") {
         return Err(format!("expected 101, got {:?}", head.lines().next()));
     }
-    let ok = head.split("\r\n").filter_map(|l| l.split_once(':')).any(|(n, v)| {
-        n.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == accept
-    });
+    let ok = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .any(|(n, v)| n.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == accept);
     if !ok {
         return Err("missing or wrong Sec-WebSocket-Accept".into());
     }
@@ -392,7 +398,11 @@ async fn run<C: Client>(name: &str, args: Args) -> Result<(), (u8, String)> {
     let (msgs, secs, cpu) = match mode {
         Mode::Flood(_) => {
             shared.notify.notified().await;
-            (shared.msgs.get(), t0.elapsed().as_secs_f64(), cpu_secs() - cpu0)
+            (
+                shared.msgs.get(),
+                t0.elapsed().as_secs_f64(),
+                cpu_secs() - cpu0,
+            )
         }
         Mode::Echo(d) => {
             let stop = tokio::time::sleep(Duration::from_secs_f64(args.warmup));
@@ -402,7 +412,11 @@ async fn run<C: Client>(name: &str, args: Args) -> Result<(), (u8, String)> {
                 let stop = tokio::time::sleep(Duration::from_secs_f64(d));
                 tokio::select! { _ = stop => {}, _ = shared.notify.notified() => {} }
             }
-            (shared.msgs.get() - m0, t1.elapsed().as_secs_f64(), cpu_secs() - c0)
+            (
+                shared.msgs.get() - m0,
+                t1.elapsed().as_secs_f64(),
+                cpu_secs() - c0,
+            )
         }
     };
     if let Some(e) = failed() {

@@ -26,9 +26,17 @@ impl Client for Dialtone {
     }
 
     async fn flood(mut self, n: u64, conn: &mut Conn) -> Result<(), String> {
-        self.0.send(Message::binary(GO)).await.map_err(|e| e.to_string())?;
+        self.0
+            .send(Message::binary(GO))
+            .await
+            .map_err(|e| e.to_string())?;
         for _ in 0..n {
-            let msg = self.0.recv().await.ok_or("closed")?.map_err(|e| e.to_string())?;
+            let msg = self
+                .0
+                .recv()
+                .await
+                .ok_or("closed")?
+                .map_err(|e| e.to_string())?;
             conn.check(payload(&msg)?)?;
         }
         Ok(())
@@ -36,12 +44,21 @@ impl Client for Dialtone {
 
     async fn echo(mut self, conn: &mut Conn) -> Result<(), String> {
         for _ in 0..conn.inflight() {
-            self.0.feed(Message::binary(conn.message())).map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .map_err(|e| e.to_string())?;
         }
         loop {
-            let msg = self.0.recv().await.ok_or("closed")?.map_err(|e| e.to_string())?;
+            let msg = self
+                .0
+                .recv()
+                .await
+                .ok_or("closed")?
+                .map_err(|e| e.to_string())?;
             conn.check(payload(&msg)?)?;
-            self.0.feed(Message::binary(conn.message())).map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .map_err(|e| e.to_string())?;
         }
     }
 }

@@ -23,7 +23,11 @@ fn payload(msg: &Message) -> Result<&[u8], String> {
 
 impl Sockudo {
     async fn next(&mut self) -> Result<Message, String> {
-        self.0.next().await.ok_or("closed")?.map_err(|e| e.to_string())
+        self.0
+            .next()
+            .await
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -43,7 +47,10 @@ impl Client for Sockudo {
     }
 
     async fn flood(mut self, n: u64, conn: &mut Conn) -> Result<(), String> {
-        self.0.send(binary(GO.to_vec())).await.map_err(|e| e.to_string())?;
+        self.0
+            .send(binary(GO.to_vec()))
+            .await
+            .map_err(|e| e.to_string())?;
         for _ in 0..n {
             let msg = self.next().await?;
             conn.check(payload(&msg)?)?;
@@ -53,17 +60,26 @@ impl Client for Sockudo {
 
     async fn echo(mut self, conn: &mut Conn) -> Result<(), String> {
         for _ in 0..conn.inflight() {
-            self.0.feed(binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         self.0.flush().await.map_err(|e| e.to_string())?;
         loop {
             let msg = self.next().await?;
             conn.check(payload(&msg)?)?;
-            self.0.feed(binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
             while let Some(more) = self.0.next().now_or_never() {
                 let more = more.ok_or("closed")?.map_err(|e| e.to_string())?;
                 conn.check(payload(&more)?)?;
-                self.0.feed(binary(conn.message())).await.map_err(|e| e.to_string())?;
+                self.0
+                    .feed(binary(conn.message()))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             self.0.flush().await.map_err(|e| e.to_string())?;
         }

@@ -21,7 +21,11 @@ fn check(conn: &mut Conn, msg: &Message) -> Result<(), String> {
 
 impl TokioWebsockets {
     async fn next(&mut self) -> Result<Message, String> {
-        self.0.next().await.ok_or("closed")?.map_err(|e| e.to_string())
+        self.0
+            .next()
+            .await
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -39,7 +43,10 @@ impl Client for TokioWebsockets {
     }
 
     async fn flood(mut self, n: u64, conn: &mut Conn) -> Result<(), String> {
-        self.0.send(Message::binary(GO)).await.map_err(|e| e.to_string())?;
+        self.0
+            .send(Message::binary(GO))
+            .await
+            .map_err(|e| e.to_string())?;
         for _ in 0..n {
             let msg = self.next().await?;
             check(conn, &msg)?;
@@ -49,17 +56,26 @@ impl Client for TokioWebsockets {
 
     async fn echo(mut self, conn: &mut Conn) -> Result<(), String> {
         for _ in 0..conn.inflight() {
-            self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         self.0.flush().await.map_err(|e| e.to_string())?;
         loop {
             let msg = self.next().await?;
             check(conn, &msg)?;
-            self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
             while let Some(more) = self.0.next().now_or_never() {
                 let more = more.ok_or("closed")?.map_err(|e| e.to_string())?;
                 check(conn, &more)?;
-                self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+                self.0
+                    .feed(Message::binary(conn.message()))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             self.0.flush().await.map_err(|e| e.to_string())?;
         }

@@ -21,7 +21,11 @@ fn payload(msg: &Message) -> Result<&[u8], String> {
 
 impl Tungstenite {
     async fn next(&mut self) -> Result<Message, String> {
-        self.0.next().await.ok_or("closed")?.map_err(|e| e.to_string())
+        self.0
+            .next()
+            .await
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -36,7 +40,10 @@ impl Client for Tungstenite {
     }
 
     async fn flood(mut self, n: u64, conn: &mut Conn) -> Result<(), String> {
-        self.0.send(Message::binary(GO)).await.map_err(|e| e.to_string())?;
+        self.0
+            .send(Message::binary(GO))
+            .await
+            .map_err(|e| e.to_string())?;
         for _ in 0..n {
             let msg = self.next().await?;
             conn.check(payload(&msg)?)?;
@@ -46,17 +53,26 @@ impl Client for Tungstenite {
 
     async fn echo(mut self, conn: &mut Conn) -> Result<(), String> {
         for _ in 0..conn.inflight() {
-            self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         self.0.flush().await.map_err(|e| e.to_string())?;
         loop {
             let msg = self.next().await?;
             conn.check(payload(&msg)?)?;
-            self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+            self.0
+                .feed(Message::binary(conn.message()))
+                .await
+                .map_err(|e| e.to_string())?;
             while let Some(more) = self.0.next().now_or_never() {
                 let more = more.ok_or("closed")?.map_err(|e| e.to_string())?;
                 conn.check(payload(&more)?)?;
-                self.0.feed(Message::binary(conn.message())).await.map_err(|e| e.to_string())?;
+                self.0
+                    .feed(Message::binary(conn.message()))
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             self.0.flush().await.map_err(|e| e.to_string())?;
         }

@@ -128,7 +128,10 @@ fn parse_header(buf: &[u8]) -> Result<Option<(usize, usize, u8, [u8; 4])>, Strin
     }
     let (len, at) = match buf[1] & 0x7f {
         126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as u64, 4),
-        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])), 10),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])),
+            10,
+        ),
         126 | 127 => return Ok(None),
         l => (l as u64, 2),
     };

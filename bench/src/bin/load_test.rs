@@ -139,7 +139,8 @@ fn parse_args() -> Result<Args, String> {
             "--watch-pid" => a.watch_pid = Some(num(val(&mut it, &arg)?, &arg)?),
             "--idle" => a.idle = true,
             "--deflate" => {
-                a.deflate.get_or_insert_with(|| deflate::DEFAULT_OFFER.to_owned());
+                a.deflate
+                    .get_or_insert_with(|| deflate::DEFAULT_OFFER.to_owned());
             }
             "--deflate-offer" => a.deflate = Some(val(&mut it, &arg)?),
             "--deflate-pool" => a.deflate_pool = num(val(&mut it, &arg)?, &arg)?,
@@ -986,14 +987,18 @@ mod deflate {
     /// Our window, from the server's answer: `client_max_window_bits`, else 15.
     pub fn client_window_bits(answer: &str) -> Result<u8, String> {
         if answer.contains(',') {
-            return Err(format!("the server agreed to more than one extension: {answer}"));
+            return Err(format!(
+                "the server agreed to more than one extension: {answer}"
+            ));
         }
         let mut parts = answer.split(';').map(str::trim);
         if !parts
             .next()
             .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
         {
-            return Err(format!("the server agreed to {answer:?}, not permessage-deflate"));
+            return Err(format!(
+                "the server agreed to {answer:?}, not permessage-deflate"
+            ));
         }
         let mut bits = 15;
         for p in parts {
@@ -1193,6 +1198,16 @@ mod deflate {
                     126 | 127 => break,
                     l => (l as u64, 2),
                 };
+                if matches!(b0 & 0x0f, 0x9 | 0xa) {
+                    // A ping (servers such as Python websockets' send them
+                    // every 20 s) or pong: skipped whole; a run is too short
+                    // for an unanswered ping to time out.
+                    if rest.len() < header + len as usize {
+                        break;
+                    }
+                    i += header + len as usize;
+                    continue;
+                }
                 match (self.in_message, b0 & 0x0f, b0 & 0x70) {
                     (false, 0x2, 0x40 | 0x00) => {
                         self.in_message = true;
@@ -1353,10 +1368,14 @@ mod deflate {
                     this.writing = this.out.len();
                     this.written = 0;
                     this.shared.sent.fetch_add(n as u64, Ordering::Relaxed);
-                    this.shared.up.fetch_add(this.writing as u64, Ordering::Relaxed);
+                    this.shared
+                        .up
+                        .fetch_add(this.writing as u64, Ordering::Relaxed);
                 }
                 while this.written < this.writing {
-                    match Pin::new(&mut this.stream).poll_write(cx, &this.out[this.written..this.writing]) {
+                    match Pin::new(&mut this.stream)
+                        .poll_write(cx, &this.out[this.written..this.writing])
+                    {
                         Poll::Ready(Ok(0)) => {
                             this.shared.fail(this.id, "write returned 0".into());
                             return Poll::Ready(());
@@ -1381,7 +1400,8 @@ mod deflate {
                     Poll::Ready(Ok(())) => {
                         let n = rb.filled().len();
                         if n == 0 {
-                            this.shared.fail(this.id, "the server closed the connection".into());
+                            this.shared
+                                .fail(this.id, "the server closed the connection".into());
                             return Poll::Ready(());
                         }
                         this.shared.down.fetch_add(n as u64, Ordering::Relaxed);
@@ -1420,7 +1440,10 @@ mod deflate {
         agreed: Option<String>,
     ) -> Result<(), (u8, String)> {
         let agreed = agreed.ok_or_else(|| {
-            (1, "FAILED: the server did not agree to permessage-deflate".to_owned())
+            (
+                1,
+                "FAILED: the server did not agree to permessage-deflate".to_owned(),
+            )
         })?;
         let bits = client_window_bits(&agreed).map_err(|e| (1, format!("FAILED: {e}")))?;
         let pool: Arc<[Entry]> = pool(&args, bits).map_err(|e| (2, e))?.into();
@@ -1466,9 +1489,8 @@ mod deflate {
                 checker: Inflating::new(pool.clone()),
             });
         }
-        let snap = |s: &DShared| {
-            [&s.msgs, &s.sent, &s.up, &s.down].map(|c| c.load(Ordering::Relaxed))
-        };
+        let snap =
+            |s: &DShared| [&s.msgs, &s.sent, &s.up, &s.down].map(|c| c.load(Ordering::Relaxed));
         let failed = shared.notify.notified();
         tokio::pin!(failed);
         tokio::select! {
@@ -1494,7 +1516,11 @@ mod deflate {
         let rate = msgs as f64 / secs;
         let up_per = up as f64 / sent.max(1) as f64;
         let down_per = down as f64 / msgs.max(1) as f64;
-        let label = if args.label.is_empty() { String::new() } else { format!("{}: ", args.label) };
+        let label = if args.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", args.label)
+        };
         println!(
             "{label}deflate, {} conns x {} B JSON x {} in flight: {rate:.0} msgs/s; on the wire per message \
              {up_per:.1} B up, {down_per:.1} B down ({msgs} echoes in {secs:.2} s; CPU: load_test {:.0}%, \
@@ -1567,8 +1593,9 @@ mod deflate {
                             return Err(format!("connection {i}: closed by the server"));
                         }
                         len += n;
-                        let (used, got) =
-                            checker.feed(&buf[..len]).map_err(|e| format!("connection {i}: {e}"))?;
+                        let (used, got) = checker
+                            .feed(&buf[..len])
+                            .map_err(|e| format!("connection {i}: {e}"))?;
                         buf.copy_within(used..len, 0);
                         len -= used;
                         if got > 0 {
@@ -1648,8 +1675,10 @@ mod deflate {
         fn reads_the_window_the_server_allows() {
             assert_eq!(client_window_bits("permessage-deflate").unwrap(), 15);
             assert_eq!(
-                client_window_bits("permessage-deflate; client_max_window_bits=12; server_max_window_bits=12")
-                    .unwrap(),
+                client_window_bits(
+                    "permessage-deflate; client_max_window_bits=12; server_max_window_bits=12"
+                )
+                .unwrap(),
                 12
             );
             assert!(client_window_bits("x-webkit-deflate-frame").is_err());
@@ -1666,7 +1695,8 @@ mod deflate {
             let mut wire = Vec::new();
             for e in pool.iter().take(3) {
                 let mut out = Vec::with_capacity(4096);
-                z.compress_vec(&e.plain, &mut out, FlushCompress::Sync).unwrap();
+                z.compress_vec(&e.plain, &mut out, FlushCompress::Sync)
+                    .unwrap();
                 out.truncate(out.len() - 4);
                 wire.extend(server_frame(0xc2, &out));
             }
@@ -1689,7 +1719,10 @@ mod deflate {
             let pool = test_pool(256);
             let mut c = Inflating::new(pool.clone());
             let z = compress(&pool[1].plain, 15).unwrap();
-            assert!(c.feed(&server_frame(0xc2, &z)).is_err(), "message 1 echoed first");
+            assert!(
+                c.feed(&server_frame(0xc2, &z)).is_err(),
+                "message 1 echoed first"
+            );
             let mut c = Inflating::new(pool.clone());
             let mut bad = pool[0].plain.clone();
             bad[10] ^= 1;
@@ -1706,13 +1739,20 @@ mod deflate {
                 assert_eq!(frame[0], 0xc2);
                 let at = 4 + 4; // 126-length header + mask
                 let mask = [frame[4], frame[5], frame[6], frame[7]];
-                let z: Vec<u8> =
-                    frame[at..].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+                let z: Vec<u8> = frame[at..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[i % 4])
+                    .collect();
                 assert!(z.len() < e.plain.len() / 2, "JSON compresses");
                 let mut d = Decompress::new_with_window_bits(false, 12);
                 let mut out = Vec::with_capacity(e.plain.len() + 16);
-                d.decompress_vec(&[z, TRAILER.to_vec()].concat(), &mut out, FlushDecompress::Sync)
-                    .unwrap();
+                d.decompress_vec(
+                    &[z, TRAILER.to_vec()].concat(),
+                    &mut out,
+                    FlushDecompress::Sync,
+                )
+                .unwrap();
                 assert_eq!(out, e.plain);
             }
         }
