@@ -117,9 +117,13 @@ async fn handshake(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     Ok(buf[end..].to_vec())
 }
 
-/// A client frame parsed from the front of `buf`: (header length, payload
-/// length, first byte, mask), or `None` if the header is incomplete.
-fn parse_header(buf: &[u8]) -> Result<Option<(usize, usize, u8, [u8; 4])>, String> {
+/// A client frame's header: (header length, payload length, first byte,
+/// mask).
+type Header = (usize, usize, u8, [u8; 4]);
+
+/// The client frame header at the front of `buf`, or `None` if it is
+/// incomplete.
+fn parse_header(buf: &[u8]) -> Result<Option<Header>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -290,4 +294,44 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut f = Vec::new();
+        header(b0, payload.len(), &mut f);
+        f[1] |= 0x80;
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn unmasks_every_length_and_alignment() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in [0, 1, 7, 8, 9, 125, 126, 1000, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let frame = client_frame(0x82, &payload, mask);
+            let (h, l, b0, m) = parse_header(&frame).unwrap().unwrap();
+            assert_eq!((l, b0, m), (len, 0x82, mask));
+            let mut out = vec![0xaa]; // appended after what is there
+            unmask_into(&frame[h..], m, &mut out);
+            assert_eq!(&out[1..], &payload[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn waits_for_a_whole_header_and_refuses_unmasked_or_huge_frames() {
+        let frame = client_frame(0x82, &[0u8; 300], [1, 2, 3, 4]);
+        for cut in 0..8 {
+            assert!(parse_header(&frame[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        assert!(parse_header(&[0x82, 0x05]).is_err(), "unmasked");
+        let mut huge = vec![0x82, 0xff];
+        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        assert!(parse_header(&huge).is_err(), "huge");
+    }
 }

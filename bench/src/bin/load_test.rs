@@ -1700,6 +1700,7 @@ mod deflate {
                 out.truncate(out.len() - 4);
                 wire.extend(server_frame(0xc2, &out));
             }
+            wire.extend(server_frame(0x89, b"ping")); // skipped
             wire.extend(server_frame(0x82, &pool[3].plain)); // uncompressed
             for step in [1, 7, 100, wire.len()] {
                 let mut c = Inflating::new(pool.clone());
