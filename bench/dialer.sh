@@ -15,7 +15,7 @@
 #
 # Environment (defaults in brackets):
 #   MODES ["flood echo"]
-#   FLOOD_CONNS ["1 100"]  ECHO_CONNS ["1 100"]
+#   FLOOD_CONNS ["1 10 100"]  ECHO_CONNS ["1 10 100"]
 #   SIZES ["20 1024 16384 1048576"]  (sizes from BIG_SIZE [1048576] up run
 #                       with at most BIG_MAX_CONNS [10] connections)
 #   FLOOD_SECS [3]      each flood run receives about this long: N per
@@ -47,8 +47,8 @@ if [ -n "${SMOKE:-}" ]; then
   : "${OUT:=$here/results-dialer-smoke.md}"
 fi
 MODES=${MODES:-flood echo}
-FLOOD_CONNS=${FLOOD_CONNS-1 100}
-ECHO_CONNS=${ECHO_CONNS-1 100}
+FLOOD_CONNS=${FLOOD_CONNS-1 10 100}
+ECHO_CONNS=${ECHO_CONNS-1 10 100}
 SIZES=${SIZES-20 1024 16384 1048576}
 BIG_SIZE=${BIG_SIZE:-1048576}
 BIG_MAX_CONNS=${BIG_MAX_CONNS:-10}
