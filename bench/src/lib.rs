@@ -47,3 +47,5 @@ pub fn report<E: std::fmt::Display>(name: &str, r: Result<(), E>) {
         }
     }
 }
+
+pub mod dialer;

@@ -21,6 +21,17 @@
 //! on each connection and checks its echo, prints `READY echo N` and waits
 //! for a line (or the end of stdin) before exiting. A driver reads the
 //! server's memory in the two pauses.
+//!
+//! With `--deflate`, the handshake offers permessage-deflate (by default
+//! `permessage-deflate; client_no_context_takeover; client_max_window_bits`,
+//! or the offer given with `--deflate-offer`) and requires the server to
+//! accept it; the connections then send compressed frames (RSV1) of JSON
+//! market-data messages of about S bytes, from a pool of distinct messages
+//! compressed once before the run (each on its own: we never keep our
+//! context), and inflate and check every echo with one inflater per
+//! connection (the server may keep its context). The result adds the bytes
+//! on the wire per message each way. `--idle --deflate` negotiates
+//! compression and sends one compressed message each after the pause.
 
 use std::future::Future;
 use std::io::{BufRead, Write};
@@ -52,6 +63,11 @@ usage: load_test [options] HOST:PORT
       --label TEXT       a name to print with the result (e.g. the server)
       --watch-pid PID    also report that process's CPU use (the server's)
       --idle             open the connections, then pause (see the docs)
+      --deflate          offer permessage-deflate, send compressed JSON messages
+      --deflate-offer EXT  the Sec-WebSocket-Extensions offer (implies --deflate;
+                         default: permessage-deflate; client_no_context_takeover;
+                         client_max_window_bits)
+      --deflate-pool N   distinct messages in the pool (default 64)
   -h, --help
 ";
 
@@ -67,6 +83,9 @@ struct Args {
     label: String,
     watch_pid: Option<u32>,
     idle: bool,
+    /// The permessage-deflate offer, with `--deflate`.
+    deflate: Option<String>,
+    deflate_pool: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -95,6 +114,8 @@ fn parse_args() -> Result<Args, String> {
         label: String::new(),
         watch_pid: None,
         idle: false,
+        deflate: None,
+        deflate_pool: 64,
     };
     fn val(it: &mut impl Iterator<Item = String>, name: &str) -> Result<String, String> {
         it.next().ok_or_else(|| format!("{name} needs a value"))
@@ -117,6 +138,12 @@ fn parse_args() -> Result<Args, String> {
             "--label" => a.label = val(&mut it, &arg)?,
             "--watch-pid" => a.watch_pid = Some(num(val(&mut it, &arg)?, &arg)?),
             "--idle" => a.idle = true,
+            "--deflate" => {
+                a.deflate
+                    .get_or_insert_with(|| deflate::DEFAULT_OFFER.to_owned());
+            }
+            "--deflate-offer" => a.deflate = Some(val(&mut it, &arg)?),
+            "--deflate-pool" => a.deflate_pool = num(val(&mut it, &arg)?, &arg)?,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -131,7 +158,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     a.addr = addr.ok_or("missing HOST:PORT")?;
-    if a.conns == 0 || a.inflight == 0 || a.verify_every == 0 {
+    if a.conns == 0 || a.inflight == 0 || a.verify_every == 0 || a.deflate_pool == 0 {
         return Err("--conns, --inflight and --verify-every must be at least 1".into());
     }
     if a.sources == 0 {
@@ -176,13 +203,15 @@ fn seed(i: usize) -> XorShift {
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Connects (from `source`, if given) and does the opening handshake.
-/// Returns the stream and any bytes read past the response head.
+/// Connects (from `source`, if given) and does the opening handshake,
+/// offering `extensions` if given. Returns the stream, any bytes read past
+/// the response head, and the server's `Sec-WebSocket-Extensions` answer.
 async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
     rng: &mut XorShift,
-) -> Result<(TcpStream, Vec<u8>), String> {
+    extensions: Option<&str>,
+) -> Result<(TcpStream, Vec<u8>, Option<String>), String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if let Some(ip) = source {
         socket
@@ -203,9 +232,13 @@ async fn connect(
     let b64 = base64::engine::general_purpose::STANDARD;
     let key = b64.encode(raw_key);
     let expected_accept = b64.encode(Sha1::digest(format!("{key}{GUID}").as_bytes()));
+    let offer = match extensions {
+        Some(e) => format!("Sec-WebSocket-Extensions: {e}\r\n"),
+        None => String::new(),
+    };
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -238,6 +271,7 @@ async fn connect(
         return Err(format!("expected 101, got {status:?}"));
     }
     let mut accept_ok = false;
+    let mut agreed = None;
     for line in lines.filter(|l| !l.is_empty()) {
         let (name, value) = line
             .split_once(':')
@@ -251,6 +285,10 @@ async fn connect(
             }
             accept_ok = true;
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            if extensions.is_some() && agreed.is_none() {
+                agreed = Some(value.to_owned());
+                continue;
+            }
             return Err(format!(
                 "server enabled extensions none were offered: {value}"
             ));
@@ -259,11 +297,12 @@ async fn connect(
     if !accept_ok {
         return Err("no Sec-WebSocket-Accept in the response".into());
     }
-    Ok((stream, buf[head_end..].to_vec()))
+    Ok((stream, buf[head_end..].to_vec(), agreed))
 }
 
-/// Opens `n` connections, at most 256 handshakes at a time.
-async fn connect_all(args: &Args) -> Result<Vec<(TcpStream, Vec<u8>)>, String> {
+/// Opens `n` connections, at most 256 handshakes at a time. Returns them
+/// and the extensions the server agreed to (the same on every connection).
+async fn connect_all(args: &Args) -> Result<(Vec<(TcpStream, Vec<u8>)>, Option<String>), String> {
     // Wait for the server to listen (it may just have been started).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -286,23 +325,34 @@ async fn connect_all(args: &Args) -> Result<Vec<(TcpStream, Vec<u8>)>, String> {
             .collect()
     };
     let mut out = Vec::with_capacity(args.conns);
+    let mut agreed = None;
     let mut set = tokio::task::JoinSet::new();
     let mut next = 0;
     while out.len() < args.conns {
         while next < args.conns && set.len() < 256 {
             let (addr, source) = (args.addr, sources[next % sources.len()]);
             let mut rng = seed(next);
-            set.spawn(async move { connect(addr, source, &mut rng).await });
+            let offer = args.deflate.clone();
+            set.spawn(async move { connect(addr, source, &mut rng, offer.as_deref()).await });
             next += 1;
         }
         match set.join_next().await {
-            Some(Ok(Ok(c))) => out.push(c),
+            Some(Ok(Ok((stream, rest, ext)))) => {
+                if out.is_empty() {
+                    agreed = ext;
+                } else if ext != agreed {
+                    return Err(format!(
+                        "the server agreed to {ext:?} on one connection and {agreed:?} on another"
+                    ));
+                }
+                out.push((stream, rest));
+            }
             Some(Ok(Err(e))) => return Err(e),
             Some(Err(e)) => return Err(format!("connect task: {e}")),
             None => unreachable!("tasks are left while connections are missing"),
         }
     }
-    Ok(out)
+    Ok((out, agreed))
 }
 
 // ------------------------------------------------------------------- frames
@@ -757,12 +807,15 @@ fn error_of(shared: &Shared) -> Option<String> {
 
 async fn run(args: Args) -> Result<(), (u8, String)> {
     let t0 = Instant::now();
-    let conns = connect_all(&args).await.map_err(|e| (2, e))?;
+    let (conns, agreed) = connect_all(&args).await.map_err(|e| (2, e))?;
     let connect_secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "load_test: {} connections open in {connect_secs:.2} s",
         conns.len()
     );
+    if args.deflate.is_some() {
+        return deflate::run(args, conns, agreed).await;
+    }
     if args.idle {
         return idle(args, conns).await;
     }
@@ -914,6 +967,797 @@ async fn idle(args: Args, mut conns: Vec<(TcpStream, Vec<u8>)>) -> Result<(), (u
     pause("echo");
     drop(held);
     Ok(())
+}
+
+// ---------------------------------------------------------- permessage-deflate
+
+/// `--deflate`: compressed echoes of JSON messages, and `--idle --deflate`.
+mod deflate {
+    use super::*;
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+    /// The offer made by `--deflate` without `--deflate-offer`: we promise
+    /// not to keep our context (so every pre-built message stands alone)
+    /// and let the server choose our window.
+    pub const DEFAULT_OFFER: &str =
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+
+    const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    /// Our window, from the server's answer: `client_max_window_bits`, else 15.
+    pub fn client_window_bits(answer: &str) -> Result<u8, String> {
+        if answer.contains(',') {
+            return Err(format!(
+                "the server agreed to more than one extension: {answer}"
+            ));
+        }
+        let mut parts = answer.split(';').map(str::trim);
+        if !parts
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
+        {
+            return Err(format!(
+                "the server agreed to {answer:?}, not permessage-deflate"
+            ));
+        }
+        let mut bits = 15;
+        for p in parts {
+            let (k, v) = match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                None => (p, None),
+            };
+            let window = |v: Option<&str>| -> Result<u8, String> {
+                match v.and_then(|v| v.parse::<u8>().ok()) {
+                    Some(b @ 8..=15) => Ok(b),
+                    _ => Err(format!("bad {k} in the server's answer {answer:?}")),
+                }
+            };
+            match k {
+                "server_no_context_takeover" | "client_no_context_takeover" if v.is_none() => {}
+                "server_max_window_bits" => {
+                    window(v)?;
+                }
+                "client_max_window_bits" => bits = window(v)?,
+                _ => return Err(format!("unexpected parameter {p:?} in the server's answer")),
+            }
+        }
+        if bits == 8 {
+            // zlib makes 9-bit windows for 8: we could not keep the promise.
+            return Err("client_max_window_bits=8 is not supported by zlib".into());
+        }
+        Ok(bits)
+    }
+
+    /// A market-data-like JSON message of exactly `size` bytes (padded
+    /// with trailing spaces, which JSON allows): ticks with varying prices,
+    /// quantities, sides and times.
+    pub fn json_message(size: usize, idx: usize, rng: &mut XorShift) -> Vec<u8> {
+        const SYMBOLS: [&str; 8] = [
+            "BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD", "DOGE-USD", "AVAX-USD",
+            "LINK-USD",
+        ];
+        let mut s = format!("{{\"type\":\"ticks\",\"seq\":{idx},\"ticks\":[");
+        let mut t = 1_764_684_000_000u64 + idx as u64 * 997;
+        let mut first = true;
+        loop {
+            let r = rng.next();
+            let price = 1_000 + (r >> 8) % 9_000_000; // cents
+            t += (r >> 40) % 50;
+            let tick = format!(
+                "{}{{\"s\":\"{}\",\"p\":{}.{:02},\"q\":0.{:06},\"side\":\"{}\",\"t\":{t}}}",
+                if first { "" } else { "," },
+                SYMBOLS[(r % 8) as usize],
+                price / 100,
+                price % 100,
+                (r >> 32) % 1_000_000,
+                if r & (1 << 20) != 0 { "buy" } else { "sell" },
+            );
+            if s.len() + tick.len() + 2 > size {
+                break;
+            }
+            s.push_str(&tick);
+            first = false;
+        }
+        s.push_str("]}");
+        if s.len() > size {
+            // Too small for a tick: one price.
+            let price = 1_000 + rng.next() % 9_000_000;
+            s = format!("{{\"p\":{}.{:02}}}", price / 100, price % 100);
+        }
+        let mut v = s.into_bytes();
+        v.truncate(size);
+        v.resize(size, b' ');
+        v
+    }
+
+    /// `msg` compressed on its own (RFC 7692 §7.2.1: sync flush, the
+    /// trailing `00 00 ff ff` removed).
+    pub fn compress(msg: &[u8], bits: u8) -> Result<Vec<u8>, String> {
+        let mut c = Compress::new_with_window_bits(Compression::new(6), false, bits);
+        let mut out = Vec::with_capacity(msg.len() + 64);
+        loop {
+            let done = c.total_in() as usize;
+            c.compress_vec(&msg[done..], &mut out, FlushCompress::Sync)
+                .map_err(|e| format!("deflate: {e}"))?;
+            if c.total_in() as usize == msg.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity().max(64));
+        }
+        if !out.ends_with(&TRAILER) {
+            return Err("deflate output does not end with a sync flush".into());
+        }
+        out.truncate(out.len() - 4);
+        Ok(out)
+    }
+
+    /// One message of the pool: its frame (masked, RSV1) and its text.
+    pub struct Entry {
+        pub frame: Vec<u8>,
+        pub plain: Vec<u8>,
+    }
+
+    pub fn pool(args: &Args, bits: u8) -> Result<Vec<Entry>, String> {
+        let mut rng = seed(usize::MAX);
+        (0..args.deflate_pool)
+            .map(|i| {
+                let plain = json_message(args.size, i, &mut rng);
+                let z = compress(&plain, bits)?;
+                let mut mask = [0u8; 4];
+                rng.fill(&mut mask);
+                let mut frame = Vec::with_capacity(z.len() + 14);
+                frame.push(0xc2); // FIN, RSV1, binary
+                if z.len() < 126 {
+                    frame.push(0x80 | z.len() as u8);
+                } else if z.len() <= u16::MAX as usize {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(z.len() as u16).to_be_bytes());
+                } else {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(z.len() as u64).to_be_bytes());
+                }
+                frame.extend_from_slice(&mask);
+                frame.extend(z.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                Ok(Entry { frame, plain })
+            })
+            .collect()
+    }
+
+    /// Reads the server's frames, inflates each message (one inflater for
+    /// the connection: the server may keep its context) and checks it
+    /// against the message sent.
+    pub struct Inflating {
+        pool: Arc<[Entry]>,
+        inflater: Decompress,
+        seq: u64,
+        in_message: bool,
+        compressed: bool,
+        in_payload: bool,
+        frame_left: usize,
+        frame_fin: bool,
+        /// The current message's payload as received.
+        wire: Vec<u8>,
+        out: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Inflating {
+        pub fn new(pool: Arc<[Entry]>) -> Self {
+            let limit = pool.iter().map(|e| e.plain.len()).max().unwrap_or(0);
+            Inflating {
+                pool,
+                inflater: Decompress::new(false),
+                seq: 0,
+                in_message: false,
+                compressed: false,
+                in_payload: false,
+                frame_left: 0,
+                frame_fin: false,
+                wire: Vec::with_capacity(limit + 64),
+                out: Vec::with_capacity(limit + 64),
+                limit,
+            }
+        }
+
+        /// As [`Checker::feed`]: bytes consumed, messages completed.
+        pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, u64), String> {
+            let mut i = 0;
+            let mut done = 0;
+            loop {
+                if self.in_payload {
+                    let n = self.frame_left.min(buf.len() - i);
+                    if n == 0 {
+                        break;
+                    }
+                    if self.wire.len() + n > self.limit + 1024 {
+                        return Err("echo larger than any message sent".into());
+                    }
+                    self.wire.extend_from_slice(&buf[i..i + n]);
+                    self.frame_left -= n;
+                    i += n;
+                    if self.frame_left == 0 {
+                        self.in_payload = false;
+                        done += self.end_frame()?;
+                    }
+                    continue;
+                }
+                let rest = &buf[i..];
+                if rest.len() < 2 {
+                    break;
+                }
+                let (b0, b1) = (rest[0], rest[1]);
+                if b1 & 0x80 != 0 {
+                    return Err("the server sent a masked frame".into());
+                }
+                let (len, header) = match b1 & 0x7f {
+                    126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as u64, 4),
+                    127 if rest.len() >= 10 => (
+                        u64::from_be_bytes(rest[2..10].try_into().expect("8 bytes")),
+                        10,
+                    ),
+                    126 | 127 => break,
+                    l => (l as u64, 2),
+                };
+                if matches!(b0 & 0x0f, 0x9 | 0xa) {
+                    // A ping (servers such as Python websockets' send them
+                    // every 20 s) or pong: skipped whole; a run is too short
+                    // for an unanswered ping to time out.
+                    if rest.len() < header + len as usize {
+                        break;
+                    }
+                    i += header + len as usize;
+                    continue;
+                }
+                match (self.in_message, b0 & 0x0f, b0 & 0x70) {
+                    (false, 0x2, 0x40 | 0x00) => {
+                        self.in_message = true;
+                        self.compressed = b0 & 0x40 != 0;
+                        self.wire.clear();
+                    }
+                    (true, 0x0, 0x00) => {}
+                    (_, 0x8, _) => return Err("the server sent a close frame".into()),
+                    (m, op, rsv) => {
+                        return Err(format!(
+                            "unexpected frame: opcode {op:#x}, RSV bits {rsv:#x} ({} a message)",
+                            if m { "inside" } else { "at the start of" }
+                        ))
+                    }
+                }
+                if len > (self.limit + 1024) as u64 {
+                    return Err(format!("echo frame of {len} bytes"));
+                }
+                i += header;
+                self.frame_left = len as usize;
+                self.frame_fin = b0 & 0x80 != 0;
+                if len == 0 {
+                    done += self.end_frame()?;
+                } else {
+                    self.in_payload = true;
+                }
+            }
+            Ok((i, done))
+        }
+
+        fn end_frame(&mut self) -> Result<u64, String> {
+            if !self.frame_fin {
+                return Ok(0);
+            }
+            self.in_message = false;
+            if self.compressed {
+                self.inflate()?;
+            }
+            let want = &self.pool[(self.seq % self.pool.len() as u64) as usize].plain;
+            let got = if self.compressed {
+                &self.out
+            } else {
+                &self.wire
+            };
+            if got != want {
+                return Err(format!(
+                    "echo {} differs from the message sent ({} bytes after inflating, {} sent)",
+                    self.seq,
+                    got.len(),
+                    want.len()
+                ));
+            }
+            self.seq += 1;
+            Ok(1)
+        }
+
+        fn inflate(&mut self) -> Result<(), String> {
+            self.out.clear();
+            let wire = std::mem::take(&mut self.wire);
+            let r = (|| {
+                for part in [&wire[..], &TRAILER[..]] {
+                    let mut used = 0;
+                    loop {
+                        if self.out.len() > self.limit {
+                            return Err("an echo inflates to more than was sent".to_owned());
+                        }
+                        if self.out.len() == self.out.capacity() {
+                            self.out.reserve(4096);
+                        }
+                        let (in0, out0) = (self.inflater.total_in(), self.out.len());
+                        let st = self
+                            .inflater
+                            .decompress_vec(&part[used..], &mut self.out, FlushDecompress::Sync)
+                            .map_err(|e| format!("inflate: {e}"))?;
+                        used += (self.inflater.total_in() - in0) as usize;
+                        if st == Status::StreamEnd {
+                            // A final block: the next message starts a new stream.
+                            self.inflater.reset(false);
+                            break;
+                        }
+                        if used == part.len() && self.out.len() < self.out.capacity() {
+                            break;
+                        }
+                        if used == part.len() && self.out.len() == out0 && st == Status::BufError {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            self.wire = wire;
+            r
+        }
+    }
+
+    struct DShared {
+        msgs: AtomicU64,
+        sent: AtomicU64,
+        up: AtomicU64,
+        down: AtomicU64,
+        failed: AtomicBool,
+        error: Mutex<Option<String>>,
+        notify: Notify,
+    }
+
+    impl DShared {
+        fn fail(&self, conn: usize, e: String) {
+            let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(format!("connection {conn}: {e}"));
+            }
+            self.failed.store(true, Ordering::Release);
+            self.notify.notify_one();
+        }
+
+        fn error(&self) -> Option<String> {
+            if self.failed.load(Ordering::Acquire) {
+                self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            } else {
+                None
+            }
+        }
+    }
+
+    /// One connection's compressed echo loop; as [`Conn`], polled by hand.
+    struct DConn {
+        id: usize,
+        stream: TcpStream,
+        shared: Arc<DShared>,
+        pool: Arc<[Entry]>,
+        out: Vec<u8>,
+        batch: usize,
+        credits: u64,
+        next_seq: u64,
+        writing: usize,
+        written: usize,
+        rx: Vec<u8>,
+        rx_len: usize,
+        checker: Inflating,
+    }
+
+    impl Future for DConn {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let this = self.get_mut();
+            loop {
+                let mut progress = false;
+                if this.writing == 0 && this.credits > 0 {
+                    let n = (this.credits as usize).min(this.batch);
+                    this.out.clear();
+                    for k in 0..n as u64 {
+                        let e = &this.pool[((this.next_seq + k) % this.pool.len() as u64) as usize];
+                        this.out.extend_from_slice(&e.frame);
+                    }
+                    this.next_seq += n as u64;
+                    this.credits -= n as u64;
+                    this.writing = this.out.len();
+                    this.written = 0;
+                    this.shared.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    this.shared
+                        .up
+                        .fetch_add(this.writing as u64, Ordering::Relaxed);
+                }
+                while this.written < this.writing {
+                    match Pin::new(&mut this.stream)
+                        .poll_write(cx, &this.out[this.written..this.writing])
+                    {
+                        Poll::Ready(Ok(0)) => {
+                            this.shared.fail(this.id, "write returned 0".into());
+                            return Poll::Ready(());
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            this.written += n;
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            this.shared.fail(this.id, format!("write: {e}"));
+                            return Poll::Ready(());
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                if this.writing > 0 && this.written == this.writing {
+                    this.writing = 0;
+                    this.written = 0;
+                }
+                let mut rb = ReadBuf::new(&mut this.rx[this.rx_len..]);
+                match Pin::new(&mut this.stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        if n == 0 {
+                            this.shared
+                                .fail(this.id, "the server closed the connection".into());
+                            return Poll::Ready(());
+                        }
+                        this.shared.down.fetch_add(n as u64, Ordering::Relaxed);
+                        let end = this.rx_len + n;
+                        let (used, done) = match this.checker.feed(&this.rx[..end]) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                this.shared.fail(this.id, e);
+                                return Poll::Ready(());
+                            }
+                        };
+                        this.rx.copy_within(used..end, 0);
+                        this.rx_len = end - used;
+                        if done > 0 {
+                            this.credits += done;
+                            this.shared.msgs.fetch_add(done, Ordering::Relaxed);
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        this.shared.fail(this.id, format!("read: {e}"));
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+                if !progress {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    pub async fn run(
+        args: Args,
+        conns: Vec<(TcpStream, Vec<u8>)>,
+        agreed: Option<String>,
+    ) -> Result<(), (u8, String)> {
+        let agreed = agreed.ok_or_else(|| {
+            (
+                1,
+                "FAILED: the server did not agree to permessage-deflate".to_owned(),
+            )
+        })?;
+        let bits = client_window_bits(&agreed).map_err(|e| (1, format!("FAILED: {e}")))?;
+        let pool: Arc<[Entry]> = pool(&args, bits).map_err(|e| (2, e))?.into();
+        let plain: usize = pool.iter().map(|e| e.plain.len()).sum();
+        let framed: usize = pool.iter().map(|e| e.frame.len()).sum();
+        eprintln!(
+            "load_test: permessage-deflate agreed: {agreed}; {} messages of {} B, {:.1} B on the wire each on average",
+            pool.len(),
+            plain / pool.len(),
+            framed as f64 / pool.len() as f64
+        );
+        if args.idle {
+            return idle(args, conns, pool).await;
+        }
+        let shared = Arc::new(DShared {
+            msgs: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            notify: Notify::new(),
+        });
+        let max_frame = pool.iter().map(|e| e.frame.len()).max().unwrap_or(1);
+        let batch = args.inflight.min((64 * 1024 / max_frame).max(1));
+        for (id, (stream, leftover)) in conns.into_iter().enumerate() {
+            if !leftover.is_empty() {
+                shared.fail(id, "data after the handshake before any message".into());
+            }
+            tokio::spawn(DConn {
+                id,
+                stream,
+                shared: shared.clone(),
+                pool: pool.clone(),
+                out: Vec::with_capacity(batch * max_frame),
+                batch,
+                credits: args.inflight as u64,
+                next_seq: 0,
+                writing: 0,
+                written: 0,
+                rx: vec![0u8; 64 * 1024],
+                rx_len: 0,
+                checker: Inflating::new(pool.clone()),
+            });
+        }
+        let snap =
+            |s: &DShared| [&s.msgs, &s.sent, &s.up, &s.down].map(|c| c.load(Ordering::Relaxed));
+        let failed = shared.notify.notified();
+        tokio::pin!(failed);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(args.warmup)) => {}
+            _ = &mut failed => {}
+        }
+        let s0 = snap(&shared);
+        let cpu0 = CpuUse::now(args.watch_pid);
+        let t = Instant::now();
+        if shared.error().is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(args.duration)) => {}
+                _ = &mut failed => {}
+            }
+        }
+        let s1 = snap(&shared);
+        let secs = t.elapsed().as_secs_f64();
+        let (cpu, server_cpu, other_cpu, steal) = cpu0.since(&CpuUse::now(args.watch_pid), secs);
+        if let Some(e) = shared.error() {
+            return Err((1, format!("FAILED: {e}")));
+        }
+        let [msgs, sent, up, down] = [0, 1, 2, 3].map(|i| s1[i] - s0[i]);
+        let rate = msgs as f64 / secs;
+        let up_per = up as f64 / sent.max(1) as f64;
+        let down_per = down as f64 / msgs.max(1) as f64;
+        let label = if args.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", args.label)
+        };
+        println!(
+            "{label}deflate, {} conns x {} B JSON x {} in flight: {rate:.0} msgs/s; on the wire per message \
+             {up_per:.1} B up, {down_per:.1} B down ({msgs} echoes in {secs:.2} s; CPU: load_test {:.0}%, \
+             server {:.0}%, others {:.0}%)",
+            args.conns,
+            args.size,
+            args.inflight,
+            cpu * 100.0,
+            server_cpu * 100.0,
+            other_cpu * 100.0,
+        );
+        println!(
+            "RESULT {{\"label\":\"{}\",\"deflate\":\"{}\",\"conns\":{},\"size\":{},\"inflight\":{},\"secs\":{secs:.3},\
+             \"msgs\":{msgs},\"msgs_per_s\":{rate:.1},\"wire_up_per_msg\":{up_per:.1},\"wire_down_per_msg\":{down_per:.1},\
+             \"client_cpu\":{},\"server_cpu\":{},\"other_cpu\":{},\"steal\":{}}}",
+            args.label.replace(['"', '\\'], "_"),
+            agreed.replace(['"', '\\'], "_"),
+            args.conns,
+            args.size,
+            args.inflight,
+            json_num(cpu),
+            json_num(server_cpu),
+            json_num(other_cpu),
+            json_num(steal),
+        );
+        std::io::stdout().flush().ok();
+        Ok(())
+    }
+
+    /// `--idle --deflate`: the connections hold a negotiated extension;
+    /// after the pause, one compressed message each.
+    async fn idle(
+        args: Args,
+        mut conns: Vec<(TcpStream, Vec<u8>)>,
+        pool: Arc<[Entry]>,
+    ) -> Result<(), (u8, String)> {
+        let pause = |what: &str| {
+            println!("READY {what} {}", args.conns);
+            std::io::stdout().flush().ok();
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+        };
+        pause("handshake");
+        let mut set = tokio::task::JoinSet::new();
+        let total = conns.len();
+        let mut held = Vec::with_capacity(total);
+        let mut id = 0;
+        while held.len() < total {
+            while set.len() < 256 {
+                let Some((mut stream, _)) = conns.pop() else {
+                    break;
+                };
+                let pool = pool.clone();
+                let i = id;
+                id += 1;
+                set.spawn(async move {
+                    stream
+                        .write_all(&pool[0].frame)
+                        .await
+                        .map_err(|e| format!("connection {i}: write: {e}"))?;
+                    let mut checker = Inflating::new(pool);
+                    let mut buf = vec![0u8; 4096];
+                    let mut len = 0;
+                    loop {
+                        let n = stream
+                            .read(&mut buf[len..])
+                            .await
+                            .map_err(|e| format!("connection {i}: read: {e}"))?;
+                        if n == 0 {
+                            return Err(format!("connection {i}: closed by the server"));
+                        }
+                        len += n;
+                        let (used, got) = checker
+                            .feed(&buf[..len])
+                            .map_err(|e| format!("connection {i}: {e}"))?;
+                        buf.copy_within(used..len, 0);
+                        len -= used;
+                        if got > 0 {
+                            return Ok(stream);
+                        }
+                    }
+                });
+            }
+            match set.join_next().await {
+                Some(Ok(Ok(stream))) => held.push(stream),
+                Some(Ok(Err(e))) => return Err((1, format!("FAILED: {e}"))),
+                Some(Err(e)) => return Err((2, format!("echo task: {e}"))),
+                None => break,
+            }
+        }
+        pause("echo");
+        drop(held);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn server_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+            let mut f = vec![first];
+            if payload.len() < 126 {
+                f.push(payload.len() as u8);
+            } else {
+                f.push(126);
+                f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            f.extend_from_slice(payload);
+            f
+        }
+
+        fn test_pool(size: usize) -> Arc<[Entry]> {
+            let mut a = parse_args_for_test();
+            a.size = size;
+            a.deflate_pool = 4;
+            pool(&a, 12).unwrap().into()
+        }
+
+        fn parse_args_for_test() -> Args {
+            Args {
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                conns: 1,
+                size: 20,
+                inflight: 1,
+                duration: 1.0,
+                warmup: 0.0,
+                verify_every: 1,
+                sources: 1,
+                label: String::new(),
+                watch_pid: None,
+                idle: false,
+                deflate: Some(DEFAULT_OFFER.into()),
+                deflate_pool: 4,
+            }
+        }
+
+        #[test]
+        fn json_messages_have_the_size_asked_and_differ() {
+            let mut rng = XorShift(3);
+            for size in [10, 20, 128, 1024, 16384] {
+                let a = json_message(size, 0, &mut rng);
+                let b = json_message(size, 1, &mut rng);
+                assert_eq!(a.len(), size);
+                assert_ne!(a, b);
+            }
+            let m = json_message(1024, 0, &mut rng);
+            assert!(m.starts_with(b"{\"type\":\"ticks\""));
+            assert!(String::from_utf8(m).unwrap().trim_end().ends_with("}]}"));
+        }
+
+        #[test]
+        fn reads_the_window_the_server_allows() {
+            assert_eq!(client_window_bits("permessage-deflate").unwrap(), 15);
+            assert_eq!(
+                client_window_bits(
+                    "permessage-deflate; client_max_window_bits=12; server_max_window_bits=12"
+                )
+                .unwrap(),
+                12
+            );
+            assert!(client_window_bits("x-webkit-deflate-frame").is_err());
+            assert!(client_window_bits("permessage-deflate; client_max_window_bits").is_err());
+            assert!(client_window_bits("permessage-deflate; foo").is_err());
+        }
+
+        /// A server that keeps its context: the second echo refers back
+        /// to the first.
+        #[test]
+        fn inflates_echoes_compressed_with_context_or_not() {
+            let pool = test_pool(1024);
+            let mut z = Compress::new_with_window_bits(Compression::new(6), false, 15);
+            let mut wire = Vec::new();
+            for e in pool.iter().take(3) {
+                let mut out = Vec::with_capacity(4096);
+                z.compress_vec(&e.plain, &mut out, FlushCompress::Sync)
+                    .unwrap();
+                out.truncate(out.len() - 4);
+                wire.extend(server_frame(0xc2, &out));
+            }
+            wire.extend(server_frame(0x89, b"ping")); // skipped
+            wire.extend(server_frame(0x82, &pool[3].plain)); // uncompressed
+            for step in [1, 7, 100, wire.len()] {
+                let mut c = Inflating::new(pool.clone());
+                let (mut buf, mut done) = (Vec::new(), 0);
+                for chunk in wire.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    let (used, n) = c.feed(&buf).unwrap();
+                    buf.drain(..used);
+                    done += n;
+                }
+                assert_eq!(done, 4, "step {step}");
+            }
+        }
+
+        #[test]
+        fn rejects_a_wrong_or_reordered_echo() {
+            let pool = test_pool(256);
+            let mut c = Inflating::new(pool.clone());
+            let z = compress(&pool[1].plain, 15).unwrap();
+            assert!(
+                c.feed(&server_frame(0xc2, &z)).is_err(),
+                "message 1 echoed first"
+            );
+            let mut c = Inflating::new(pool.clone());
+            let mut bad = pool[0].plain.clone();
+            bad[10] ^= 1;
+            assert!(c.feed(&server_frame(0x82, &bad)).is_err(), "corrupted");
+            let mut c = Inflating::new(pool.clone());
+            assert!(c.feed(&server_frame(0xa2, &pool[0].plain)).is_err(), "RSV2");
+        }
+
+        #[test]
+        fn pool_frames_inflate_to_their_messages() {
+            let pool = test_pool(16384);
+            for e in pool.iter() {
+                let frame = &e.frame;
+                assert_eq!(frame[0], 0xc2);
+                let at = 4 + 4; // 126-length header + mask
+                let mask = [frame[4], frame[5], frame[6], frame[7]];
+                let z: Vec<u8> = frame[at..]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[i % 4])
+                    .collect();
+                assert!(z.len() < e.plain.len() / 2, "JSON compresses");
+                let mut d = Decompress::new_with_window_bits(false, 12);
+                let mut out = Vec::with_capacity(e.plain.len() + 16);
+                d.decompress_vec(
+                    &[z, TRAILER.to_vec()].concat(),
+                    &mut out,
+                    FlushDecompress::Sync,
+                )
+                .unwrap();
+                assert_eq!(out, e.plain);
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
