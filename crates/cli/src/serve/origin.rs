@@ -72,10 +72,12 @@ impl LoopbackHosts {
         if listed || from_a_proxy(request) {
             return Ok(());
         }
+        // HTTP/2 has no `Host`: the name is the request's `:authority`.
         let host = request
             .headers()
             .get(HOST)
             .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .trim();
         let name = host_name(host);
@@ -169,6 +171,21 @@ mod tests {
         }
         // No Origin: not a browser.
         assert!(check().check(&request("evil.example:9001", None)).is_ok());
+    }
+
+    #[test]
+    fn on_http2_the_name_is_the_authority() {
+        // An extended CONNECT (RFC 8441) has `:authority` and no `Host`.
+        let h2 = |authority: &str| {
+            Request::connect(format!("https://{authority}/"))
+                .header(ORIGIN, format!("https://{authority}"))
+                .body(())
+                .unwrap()
+        };
+        assert!(check().check(&h2("127.0.0.1:9001")).is_ok());
+        assert!(check().check(&h2("localhost:9001")).is_ok());
+        let reject = check().check(&h2("evil.example:9001")).unwrap_err();
+        assert!(reject.reason.contains("evil.example"), "{}", reject.reason);
     }
 
     #[test]
