@@ -260,15 +260,29 @@ impl OriginPolicy {
     }
 }
 
-/// Whether `origin`'s host and port are those the request was sent to:
-/// its `Host` header (or, on HTTP/2, which has none, its `:authority`),
-/// whose missing port is the origin scheme's default.
-fn same_host<B>(origin: &Origin, request: &Request<B>) -> bool {
-    let host = match request.headers().get(HOST) {
+/// The host (and port, if given) a request was sent to: its `Host` header,
+/// or, on HTTP/2, which has none, its `:authority`. `None` when neither is
+/// there or `Host` is not visible ASCII.
+///
+/// ```
+/// use dialtone_proto::http::Request;
+/// use dialtone_proto::origin::request_host;
+/// let h1 = Request::get("/").header("host", "example.com:9001").body(()).unwrap();
+/// assert_eq!(request_host(&h1), Some("example.com:9001"));
+/// let h2 = Request::connect("https://example.com/chat").body(()).unwrap();
+/// assert_eq!(request_host(&h2), Some("example.com"));
+/// ```
+pub fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    match request.headers().get(HOST) {
         Some(h) => h.to_str().ok(),
         None => request.uri().authority().map(|a| a.as_str()),
-    };
-    let Some(host) = host else {
+    }
+}
+
+/// Whether `origin`'s host and port are those the request was sent to
+/// ([`request_host`]), whose missing port is the origin scheme's default.
+fn same_host<B>(origin: &Origin, request: &Request<B>) -> bool {
+    let Some(host) = request_host(request) else {
         return false;
     };
     let scheme = match origin.scheme() {

@@ -23,8 +23,9 @@
 
 use std::net::IpAddr;
 
-use dialtone::http::header::{HeaderName, FORWARDED, HOST, ORIGIN};
+use dialtone::http::header::{HeaderName, FORWARDED, ORIGIN};
 use dialtone::http::{Request, StatusCode};
+use dialtone::proto::origin::request_host;
 use dialtone::{Origin, OriginPolicy, Reject};
 
 /// `--allow-origin`, `--allow-any-origin`, or the same host only.
@@ -72,14 +73,7 @@ impl LoopbackHosts {
         if listed || from_a_proxy(request) {
             return Ok(());
         }
-        // HTTP/2 has no `Host`: the name is the request's `:authority`.
-        let host = request
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("")
-            .trim();
+        let host = request_host(request).unwrap_or("").trim();
         let name = host_name(host);
         if is_loopback_name(name) {
             return Ok(());
@@ -127,6 +121,7 @@ fn is_loopback_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dialtone::http::header::HOST;
 
     fn request(host: &str, origin: Option<&str>) -> Request<()> {
         let mut b = Request::get("/").header(HOST, host);
