@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::os::unix::ffi::OsStringExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dialtone::http::{header, Request};
+use dialtone::http::Request;
+use dialtone::proto::origin::request_host;
 use percent_encoding::percent_decode_str;
 
 /// What websocketd calls its interface; programs written for it may look.
@@ -143,16 +144,12 @@ fn decoded_path(path: &str) -> Vec<u8> {
     }
 }
 
-/// `SERVER_NAME` and `SERVER_PORT` from the `Host` header the client sent
-/// (the port being the scheme's default when it has none).
+/// `SERVER_NAME` and `SERVER_PORT` from the host the client sent the
+/// request to (`Host`, or `:authority` on HTTP/2; the port being the
+/// scheme's default when it has none).
 fn host_and_port(request: &Request<()>, tls: bool) -> (String, String) {
     let default = if tls { "443" } else { "80" };
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .trim();
+    let host = request_host(request).unwrap_or("").trim();
     let (name, port) = if let Some(v6) = host.strip_prefix('[') {
         match v6.split_once(']') {
             Some((addr, rest)) => (format!("[{addr}]"), rest.strip_prefix(':')),
@@ -221,6 +218,17 @@ mod tests {
         assert_eq!(env["SERVER_NAME"], "[::1]");
         assert_eq!(env["SERVER_PORT"], "443");
         assert_eq!(env["HTTPS"], "on");
+    }
+
+    #[test]
+    fn on_http2_the_server_name_is_the_authority() {
+        // An extended CONNECT (RFC 8441) has `:authority` and no `Host`.
+        let request = Request::connect("https://example.com:8443/chat")
+            .body(())
+            .unwrap();
+        let env = env_of(request, true);
+        assert_eq!(env["SERVER_NAME"], "example.com");
+        assert_eq!(env["SERVER_PORT"], "8443");
     }
 
     #[test]
