@@ -3,106 +3,19 @@
 //! and its options, the connection and process limits, the write timeout
 //! of plain HTTP answers, and what `--exec` gives its command.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use support::serve::{Server, PATIENCE};
 
 use dialtone::http::StatusCode;
 use dialtone::{CloseCode, Dialer, Error, Message, Transport, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Long enough for anything here on a loaded machine; only a hang hits it.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A running `dialtone -v serve 127.0.0.1:0 ARGS…`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        Self::start_with_env(args, &[])
-    }
-
-    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
-            .args(["-v", "serve", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dialtone serve");
-        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening on ws://") {
-                    let _ = addr_tx.send(rest.trim_end_matches('/').to_owned());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("the server never said where it listens: {log:?}"))
-            .parse()
-            .expect("an address");
-        Server { child, addr, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    /// What a page served by this server would send as its `Origin`.
-    fn own_origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until a log line contains all of `needles`; returns that line.
-    async fn wait_for_log(&self, needles: &[&str]) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let log = self.log();
-            if let Some(line) = log
-                .lines()
-                .find(|line| needles.iter().all(|n| line.contains(n)))
-            {
-                return line.to_owned();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no log line with {needles:?}; log:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn dial_with(dialer: Dialer, url: &str) -> Result<WebSocket<Transport>, Error> {
     tokio::time::timeout(PATIENCE, dialer.dial(url))
@@ -177,7 +90,7 @@ async fn a_cross_site_page_is_refused_by_default_and_the_log_names_its_origin() 
         StatusCode::FORBIDDEN
     );
     let line = server
-        .wait_for_log(&["refused", "origin http://127.0.0.2:8000 is not allowed"])
+        .wait_for_log_line(&["refused", "origin http://127.0.0.2:8000 is not allowed"])
         .await;
     assert!(line.contains("--allow-origin"), "{line}");
     // A page of this same host and port (what --web serves) gets in, and
@@ -260,7 +173,7 @@ async fn a_dns_rebinding_page_is_refused_on_a_loopback_listener() {
         403
     );
     server
-        .wait_for_log(&["refused", "\"evil.example", "DNS rebinding"])
+        .wait_for_log_line(&["refused", "\"evil.example", "DNS rebinding"])
         .await;
     // The loopback names pass; a client that is not a browser passes.
     let local = format!("localhost:{port}");
@@ -413,7 +326,7 @@ async fn the_connection_past_max_connections_gets_503_while_the_others_keep_echo
         Err(e) => panic!("the 4th connection failed without a 503: {e}"),
         Ok(_) => panic!("the 4th connection was let in"),
     }
-    server.wait_for_log(&["refused", "503"]).await;
+    server.wait_for_log_line(&["refused", "503"]).await;
     for ws in &mut open {
         assert_echoes(ws, "still here").await;
     }
@@ -589,7 +502,7 @@ async fn a_static_client_that_never_reads_is_dropped_after_the_write_timeout() {
     let request = format!("GET /big.bin HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
     tcp.write_all(request.as_bytes()).await.expect("write");
     // Not reading: the server's writes stop making progress.
-    let line = server.wait_for_log(&["timed out"]).await;
+    let line = server.wait_for_log_line(&["timed out"]).await;
     eprintln!("server: {line}");
     // What was on its way is still here; then the connection ends, short.
     let mut got = 0u64;

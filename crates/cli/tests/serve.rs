@@ -1,116 +1,15 @@
 //! `dialtone serve`, the real binary, driven by clients made with the
 //! library's `Dialer` (and raw TCP for plain HTTP), on 127.0.0.1 only.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::serve::{Server, PATIENCE};
 
 use dialtone::{CloseCode, Config, Deflate, Dialer, Message, Transport, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Long enough for anything here on a loaded machine; only a hang hits it.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A running `dialtone -v serve 127.0.0.1:0 ARGS…`, killed when dropped.
-struct Server {
-    child: Child,
-    /// serve's stdin, for the tests of plain `serve` (else /dev/null).
-    stdin: Option<std::process::ChildStdin>,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        Self::start_with("-v", args)
-    }
-
-    fn start_with(verbosity: &str, args: &[&str]) -> Server {
-        Self::spawn(verbosity, args, Stdio::null())
-    }
-
-    /// With a pipe to serve's stdin in `stdin`.
-    fn start_with_stdin(args: &[&str]) -> Server {
-        Self::spawn("-v", args, Stdio::piped())
-    }
-
-    fn spawn(verbosity: &str, args: &[&str], stdin: Stdio) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dialtone"))
-            .args([verbosity, "serve", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dialtone serve");
-        let stdin = child.stdin.take();
-        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening on ws://") {
-                    let _ = addr_tx.send(rest.trim_end_matches('/').to_owned());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(PATIENCE)
-            .expect("the server says where it listens")
-            .parse()
-            .expect("an address");
-        Server {
-            child,
-            stdin,
-            addr,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log has `count` lines containing all of `needles`.
-    async fn wait_for_log(&self, needles: &[&str], count: usize) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let log = self.log();
-            let found = log
-                .lines()
-                .filter(|line| needles.iter().all(|n| line.contains(n)))
-                .count();
-            if found >= count {
-                return log;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{count} log lines with {needles:?} never came; log:\n{log}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn dial(url: &str) -> WebSocket<Transport> {
     Dialer::new().dial(url).await.expect("dial").0

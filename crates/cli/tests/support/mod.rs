@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod serve;
+
 use std::future::Future;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
