@@ -16,7 +16,14 @@
 #   BIG_MAX_CONNS [10]  connections
 #   INFLIGHT [1]        messages in flight per connection
 #   PEERS ["dialtone dialtone_uring tungstenite fastwebsockets tokio_websockets sockudo"]
-#                       (dialtone_uring: the io_uring face, Linux only)
+#                       (dialtone_uring: the io_uring face, Linux only).
+#                       Also: axum_dialtone (an axum app upgrading with
+#                       dialtone::axum::WebSocketUpgrade), axum_tungstenite
+#                       (axum's own WebSocketUpgrade), and either with the
+#                       suffix _h2 (the same server, the load over HTTP/2:
+#                       h2c, extended CONNECT, load_test --http2)
+#   BASE [dialtone, else the first of PEERS]  the peer the others' ratios
+#                       are taken against
 #   IDLE_CONNS [10000]  connections for the memory measurement; 0 skips it
 #   OUT [bench/results.md]  the Markdown report (raw results beside it, .jsonl)
 #   SMOKE=1             one short point per peer and a small memory check,
@@ -84,7 +91,15 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   log "==> cargo build --release -p dialtone-bench -j2"
   cargo build --release -p dialtone-bench -j2
 fi
-for b in load_test $(for p in $PEERS; do echo "echo_$p"; done); do
+# server_of PEER: the echo binary (a _h2 peer is its server, over HTTP/2).
+server_of() { echo "echo_${1%_h2}"; }
+# http_of PEER: load_test's flag for the HTTP version, if not 1.1.
+http_of() { case $1 in *_h2) echo --http2 ;; esac; }
+BASE=${BASE:-}
+if [ -z "$BASE" ]; then
+  case " $PEERS " in *" dialtone "*) BASE=dialtone ;; *) BASE=${PEERS%% *} ;; esac
+fi
+for b in load_test $(for p in $PEERS; do server_of "$p"; done); do
   [ -x "$bin/$b" ] || { log "missing $bin/$b (build it, or set CARGO_TARGET_DIR)"; exit 2; }
 done
 
@@ -114,6 +129,10 @@ port_of() {
     tokio_websockets) echo 9304 ;;
     dialtone_uring) echo 9305 ;;
     sockudo) echo 9306 ;;
+    axum_dialtone) echo 9307 ;;
+    axum_tungstenite) echo 9308 ;;
+    axum_dialtone_h2) echo 9309 ;;
+    axum_tungstenite_h2) echo 9310 ;;
     *) echo 9399 ;;
   esac
 }
@@ -144,13 +163,13 @@ fi
 
 # start_server PEER PORT: starts the server pinned and waits until it listens.
 start_server() {
-  "${pin_server[@]}" "$bin/echo_$1" "127.0.0.1:$2" 2>>"$LOG" &
+  "${pin_server[@]}" "$bin/$(server_of "$1")" "127.0.0.1:$2" 2>>"$LOG" &
   srv=$!
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  log "echo_$1 did not start listening on port $2"
+  log "$(server_of "$1") did not start listening on port $2"
   return 1
 }
 
@@ -201,7 +220,8 @@ one_run() {
   port=$(port_of "$peer")
   for try in $(seq 0 "$RETRIES"); do
     start_server "$peer" "$port"
-    if out=$("${pin_client[@]}" "$bin/load_test" -c "$conns" -s "$size" -k "$INFLIGHT" \
+    # shellcheck disable=SC2046 # http_of says nothing or one word
+    if out=$("${pin_client[@]}" "$bin/load_test" $(http_of "$peer") -c "$conns" -s "$size" -k "$INFLIGHT" \
         -d "$DURATION" -w "$WARMUP" --label "$peer" --watch-pid "$srv" "127.0.0.1:$port" 2>>"$LOG"); then
       stop_server
       result=$(grep '^RESULT ' <<<"$out" | sed 's/^RESULT //')
@@ -272,7 +292,8 @@ measure_rss() {
   start_server "$peer" "$port"
   sleep 0.3
   r0=$(awk '/^VmRSS:/ { print $2 }' "/proc/$srv/status")
-  "${pin_client[@]}" "$bin/load_test" --idle -c "$IDLE_CONNS" -s 20 "127.0.0.1:$port" \
+  # shellcheck disable=SC2046
+  "${pin_client[@]}" "$bin/load_test" $(http_of "$peer") --idle -c "$IDLE_CONNS" -s 20 "127.0.0.1:$port" \
     <"$fifo" >"$tmp" 2>>"$LOG" &
   lt=$!
   exec 3>"$fifo"
@@ -331,14 +352,14 @@ table() {
     header+=" $peer msgs/s |"
     rule+="---:|"
   done
-  header+=" dialtone MiB/s |"
+  header+=" $BASE MiB/s |"
   rule+="---:|"
   echo "$header"
   echo "$rule"
   for p in "${points[@]}"; do
     read -r c s <<<"$p"
     row="| $c | $(size_label "$s") |"
-    base=$($stat dialtone "$c" "$s")
+    base=$($stat "$BASE" "$c" "$s")
     base_rate=${base%% *}
     for peer in $PEERS; do
       m=$($stat "$peer" "$c" "$s")
@@ -347,7 +368,7 @@ table() {
       cell=$(fmt_int "$rate")
       if awk -v c="$ccpu" 'BEGIN { exit !(c >= 0.95) }'; then cell+="†"; marked=1; fi
       if awk -v o="${other:-0}" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }'; then cell+="*"; noisy=1; fi
-      if [ "$peer" != dialtone ] && [ -n "$base_rate" ] && [ "$base" != fail ]; then
+      if [ "$peer" != "$BASE" ] && [ -n "$base_rate" ] && [ "$base" != fail ]; then
         cell+=" ($(awk -v a="$rate" -v b="$base_rate" 'BEGIN { printf "%.2f", a / b }')×)"
       fi
       row+=" $cell |"
@@ -358,7 +379,7 @@ table() {
     echo "$row"
   done
   echo
-  echo "A peer's ratio is its msgs/s divided by dialtone's: above 1 the peer is faster. MiB/s is payload echoed per second, one way."
+  echo "A peer's ratio is its msgs/s divided by $BASE's: above 1 the peer is faster. MiB/s is payload echoed per second, one way."
   if [ -n "$marked" ]; then
     echo "† the load generator used ≥ 95 % of its core in the $stat run: the figure is a floor for that server, not its limit."
   fi

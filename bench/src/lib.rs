@@ -49,3 +49,15 @@ pub fn report<E: std::fmt::Display>(name: &str, r: Result<(), E>) {
 }
 
 pub mod dialer;
+
+/// A listener for `axum::serve` that turns Nagle off on every connection,
+/// as the other servers do.
+pub async fn axum_listener(
+    addr: SocketAddr,
+) -> std::io::Result<impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr>> {
+    use axum::serve::ListenerExt as _;
+    let tcp = tokio::net::TcpListener::bind(addr).await?;
+    Ok(tcp.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    }))
+}

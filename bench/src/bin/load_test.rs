@@ -32,6 +32,12 @@
 //! connection (the server may keep its context). The result adds the bytes
 //! on the wire per message each way. `--idle --deflate` negotiates
 //! compression and sends one compressed message each after the pause.
+//!
+//! With `--http2`, each connection speaks HTTP/2 with prior knowledge (h2c)
+//! and carries one WebSocket opened by extended CONNECT (RFC 8441): the
+//! same frames and checks, as DATA on that stream. HTTP/2 itself comes from
+//! the `h2` crate (not a WebSocket library); every read's bytes go back to
+//! the server's window at once, so flow control never holds the echo back.
 
 use std::future::Future;
 use std::io::{BufRead, Write};
@@ -68,6 +74,8 @@ usage: load_test [options] HOST:PORT
                          default: permessage-deflate; client_no_context_takeover;
                          client_max_window_bits)
       --deflate-pool N   distinct messages in the pool (default 64)
+      --http2            each connection is HTTP/2 with prior knowledge (h2c)
+                         carrying one WebSocket (extended CONNECT, RFC 8441)
   -h, --help
 ";
 
@@ -86,6 +94,8 @@ struct Args {
     /// The permessage-deflate offer, with `--deflate`.
     deflate: Option<String>,
     deflate_pool: usize,
+    /// `--http2`: each connection carries one WebSocket over h2c.
+    http2: bool,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -116,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
         idle: false,
         deflate: None,
         deflate_pool: 64,
+        http2: false,
     };
     fn val(it: &mut impl Iterator<Item = String>, name: &str) -> Result<String, String> {
         it.next().ok_or_else(|| format!("{name} needs a value"))
@@ -138,6 +149,7 @@ fn parse_args() -> Result<Args, String> {
             "--label" => a.label = val(&mut it, &arg)?,
             "--watch-pid" => a.watch_pid = Some(num(val(&mut it, &arg)?, &arg)?),
             "--idle" => a.idle = true,
+            "--http2" => a.http2 = true,
             "--deflate" => {
                 a.deflate
                     .get_or_insert_with(|| deflate::DEFAULT_OFFER.to_owned());
@@ -203,6 +215,25 @@ fn seed(i: usize) -> XorShift {
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// A TCP connection (from `source`, if given), Nagle off.
+async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // Close with a reset: no TIME_WAIT left behind to use up the ports of
+    // the next runs.
+    stream.set_zero_linger().map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
 /// Connects (from `source`, if given) and does the opening handshake,
 /// offering `extensions` if given. Returns the stream, any bytes read past
 /// the response head, and the server's `Sec-WebSocket-Extensions` answer.
@@ -212,20 +243,7 @@ async fn connect(
     rng: &mut XorShift,
     extensions: Option<&str>,
 ) -> Result<(TcpStream, Vec<u8>, Option<String>), String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-    }
-    let mut stream = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    // Close with a reset: no TIME_WAIT left behind to use up the ports of
-    // the next runs.
-    stream.set_zero_linger().map_err(|e| e.to_string())?;
+    let mut stream = tcp_connect(addr, source).await?;
 
     let mut raw_key = [0u8; 16];
     rng.fill(&mut raw_key);
@@ -302,7 +320,7 @@ async fn connect(
 
 /// Opens `n` connections, at most 256 handshakes at a time. Returns them
 /// and the extensions the server agreed to (the same on every connection).
-async fn connect_all(args: &Args) -> Result<(Vec<(TcpStream, Vec<u8>)>, Option<String>), String> {
+async fn connect_all(args: &Args) -> Result<(Vec<(Stream, Vec<u8>)>, Option<String>), String> {
     // Wait for the server to listen (it may just have been started).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -333,7 +351,17 @@ async fn connect_all(args: &Args) -> Result<(Vec<(TcpStream, Vec<u8>)>, Option<S
             let (addr, source) = (args.addr, sources[next % sources.len()]);
             let mut rng = seed(next);
             let offer = args.deflate.clone();
-            set.spawn(async move { connect(addr, source, &mut rng, offer.as_deref()).await });
+            if args.http2 {
+                set.spawn(async move {
+                    let s = http2::connect(addr, source, offer.as_deref()).await?;
+                    Ok((Stream::H2(s.0), Vec::new(), s.1))
+                });
+            } else {
+                set.spawn(async move {
+                    let s = connect(addr, source, &mut rng, offer.as_deref()).await?;
+                    Ok((Stream::Tcp(s.0), s.1, s.2))
+                });
+            }
             next += 1;
         }
         match set.join_next().await {
@@ -353,6 +381,202 @@ async fn connect_all(args: &Args) -> Result<(Vec<(TcpStream, Vec<u8>)>, Option<S
         }
     }
     Ok((out, agreed))
+}
+
+/// A connection's byte stream: TCP, or one HTTP/2 stream (`--http2`).
+enum Stream {
+    Tcp(TcpStream),
+    H2(http2::H2Io),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::H2(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::H2(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::H2(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::H2(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// `--http2`: one WebSocket per h2c connection, opened by extended CONNECT.
+mod http2 {
+    use super::*;
+    use bytes::{Buf as _, Bytes};
+
+    /// One HTTP/2 stream as bytes: DATA frames in, DATA frames out.
+    pub struct H2Io {
+        send: h2::SendStream<Bytes>,
+        recv: h2::RecvStream,
+        pending: Bytes,
+    }
+
+    fn io_err(e: h2::Error) -> std::io::Error {
+        std::io::Error::other(e)
+    }
+
+    impl AsyncRead for H2Io {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            if this.pending.is_empty() {
+                match this.recv.poll_data(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        // The window is given back at once: the load, not
+                        // flow control, sets the pace.
+                        let _ = this.recv.flow_control().release_capacity(data.len());
+                        this.pending = data;
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_err(e))),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())), // end of stream
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for H2Io {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            this.send.reserve_capacity(buf.len());
+            loop {
+                // poll_capacity only reports increases: what is already
+                // granted is used first.
+                let n = this.send.capacity().min(buf.len());
+                if n > 0 {
+                    let data = Bytes::copy_from_slice(&buf[..n]);
+                    this.send.send_data(data, false).map_err(io_err)?;
+                    return Poll::Ready(Ok(n));
+                }
+                match this.send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => continue,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io_err(e))),
+                    Poll::Ready(None) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            let _ = self.get_mut().send.send_data(Bytes::new(), true);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Opens an h2c connection and one WebSocket on it (offering
+    /// `extensions`, if given). Returns it and the server's
+    /// `Sec-WebSocket-Extensions` answer.
+    pub async fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        extensions: Option<&str>,
+    ) -> Result<(H2Io, Option<String>), String> {
+        let tcp = tcp_connect(addr, source).await?;
+        let (send, mut conn) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 22)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        // The server's SETTINGS is its first frame: once a PING is answered,
+        // we know whether it enabled extended CONNECT.
+        let mut ping = conn.ping_pong().ok_or("no PING handle")?;
+        tokio::select! {
+            end = &mut conn => return Err(format!("the server ended the connection at once: {end:?}")),
+            pong = ping.ping(h2::Ping::opaque()) => {
+                pong.map_err(|e| format!("PING: {e}"))?;
+            }
+        }
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        if !send.is_extended_connect_protocol_enabled() {
+            return Err("the server did not enable extended CONNECT (RFC 8441)".into());
+        }
+        let mut request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/"))
+            .header("sec-websocket-version", "13");
+        if let Some(e) = extensions {
+            request = request.header("sec-websocket-extensions", e);
+        }
+        let mut request = request.body(()).map_err(|e| e.to_string())?;
+        request
+            .extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let mut send = send.ready().await.map_err(|e| format!("HTTP/2: {e}"))?;
+        let (response, stream) = send
+            .send_request(request, false)
+            .map_err(|e| format!("extended CONNECT: {e}"))?;
+        let response = response
+            .await
+            .map_err(|e| format!("extended CONNECT response: {e}"))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("expected 200, got {}", response.status()));
+        }
+        let agreed = match response.headers().get("sec-websocket-extensions") {
+            None => None,
+            Some(_) if extensions.is_none() => {
+                return Err("server enabled extensions none were offered".into())
+            }
+            Some(v) => Some(v.to_str().map_err(|e| e.to_string())?.to_owned()),
+        };
+        Ok((
+            H2Io {
+                send: stream,
+                recv: response.into_body(),
+                pending: Bytes::new(),
+            },
+            agreed,
+        ))
+    }
 }
 
 // ------------------------------------------------------------------- frames
@@ -581,7 +805,7 @@ impl Shared {
 /// go on together without a second task.
 struct Conn {
     id: usize,
-    stream: TcpStream,
+    stream: Stream,
     shared: Arc<Shared>,
     template: Arc<Template>,
     /// `batch` copies of the frame, to send several in one write.
@@ -679,7 +903,7 @@ impl Future for Conn {
 
 fn conn_loop(
     id: usize,
-    stream: TcpStream,
+    stream: Stream,
     leftover: Vec<u8>,
     args: &Args,
     shared: &Arc<Shared>,
@@ -901,7 +1125,7 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
 }
 
 /// `--idle`: hold the connections open; one echo each between two pauses.
-async fn idle(args: Args, mut conns: Vec<(TcpStream, Vec<u8>)>) -> Result<(), (u8, String)> {
+async fn idle(args: Args, mut conns: Vec<(Stream, Vec<u8>)>) -> Result<(), (u8, String)> {
     let pause = |what: &str| {
         println!("READY {what} {}", args.conns);
         std::io::stdout().flush().ok();
@@ -1335,7 +1559,7 @@ mod deflate {
     /// One connection's compressed echo loop; as [`Conn`], polled by hand.
     struct DConn {
         id: usize,
-        stream: TcpStream,
+        stream: Stream,
         shared: Arc<DShared>,
         pool: Arc<[Entry]>,
         out: Vec<u8>,
@@ -1436,7 +1660,7 @@ mod deflate {
 
     pub async fn run(
         args: Args,
-        conns: Vec<(TcpStream, Vec<u8>)>,
+        conns: Vec<(Stream, Vec<u8>)>,
         agreed: Option<String>,
     ) -> Result<(), (u8, String)> {
         let agreed = agreed.ok_or_else(|| {
@@ -1554,7 +1778,7 @@ mod deflate {
     /// after the pause, one compressed message each.
     async fn idle(
         args: Args,
-        mut conns: Vec<(TcpStream, Vec<u8>)>,
+        mut conns: Vec<(Stream, Vec<u8>)>,
         pool: Arc<[Entry]>,
     ) -> Result<(), (u8, String)> {
         let pause = |what: &str| {
@@ -1654,6 +1878,7 @@ mod deflate {
                 idle: false,
                 deflate: Some(DEFAULT_OFFER.into()),
                 deflate_pool: 4,
+                http2: false,
             }
         }
 
