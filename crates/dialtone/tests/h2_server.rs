@@ -404,3 +404,66 @@ async fn acceptor_upgrade_in_a_hyper_http2_server_negotiates_and_echoes() {
     let answer = ws.close(CloseCode::Normal, "").await.unwrap();
     assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
 }
+
+/// RFC 8441 end to end with dialtone on both sides: the `Dialer`'s
+/// `Http2Connection` carries 100 WebSockets to our TLS `Listener` over one
+/// connection, each echoing 1,000 messages, while the server drops one
+/// more WebSocket mid-stream (its stream is reset): that one reports
+/// `Abruptly`, the others finish intact and close normally.
+#[tokio::test]
+async fn the_dialer_multiplexes_a_hundred_websockets_on_the_listener_and_a_reset_one_spares_them() {
+    let ca = Ca::new("h2 test CA");
+    let (addr, mut seen) = echo_listener(tls_listener(&ca).await).await;
+    let conn = dialtone::Dialer::new()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .add_ca_pem(ca.pem.as_bytes())
+        .connect_http2(&format!("wss://localhost:{}/", addr.port()))
+        .await
+        .unwrap();
+    assert!(
+        conn.extended_connect_enabled(),
+        "the listener enables RFC 8441"
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for tag in 0..100usize {
+        let (mut ws, _) = conn.open_websocket("/echo").await.unwrap();
+        tasks.spawn(async move {
+            for i in 0..1000usize {
+                let msg =
+                    Message::binary(format!("ws{tag}-msg{i}-{}", "x".repeat(i % 97)).into_bytes());
+                ws.send(msg.clone()).await.unwrap();
+                match ws.recv().await {
+                    Some(Ok(got)) => assert_eq!(got, msg, "stream {tag}, message {i}"),
+                    other => panic!("stream {tag}, message {i}: {other:?}"),
+                }
+            }
+            let answer = ws.close(CloseCode::Normal, "done").await.unwrap();
+            assert_eq!(answer.map(|f| f.code), Some(CloseCode::Normal));
+        });
+    }
+    let (mut dropped, _) = conn.open_websocket("/drop").await.unwrap();
+    dropped.send(Message::text("mid-stream")).await.unwrap();
+    // The server gave it up without a close: the stream is reset.
+    loop {
+        match dropped.recv().await {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.code, CloseCode::Abruptly);
+            }
+            Some(Ok(other)) => panic!("after the reset: {other:?}"),
+            Some(Err(_)) | None => break,
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let mut closed = 0;
+    while closed < 100 {
+        let s = next_seen(&mut seen).await;
+        if s.path == "/echo" {
+            assert_eq!(s.version, Version::HTTP_2, "carried by extended CONNECT");
+            assert_eq!(s.close, Some(CloseCode::Normal));
+            closed += 1;
+        }
+    }
+}
