@@ -48,6 +48,32 @@ pub fn report<E: std::fmt::Display>(name: &str, r: Result<(), E>) {
     }
 }
 
+/// Output waiting for a slow peer before a dialtone echo stops reading.
+const BACKLOG: usize = 64 * 1024;
+
+/// The echo loop of the dialtone servers (`echo_dialtone`,
+/// `echo_axum_dialtone`), on dialtone's public API: each message is queued
+/// with `feed` and written by the next `recv` before it waits for the peer,
+/// so the replies to messages that arrived together go out in one write;
+/// `flush` only past 64 KiB of unwritten replies, so that a peer that does
+/// not read is not outrun. Pings and closes are answered by the library.
+pub async fn echo_dialtone<S>(ws: &mut dialtone::WebSocket<S>) -> dialtone::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(msg) = ws.recv().await {
+        let msg = msg?;
+        if !msg.is_data() {
+            continue;
+        }
+        ws.feed(msg)?;
+        if ws.connection().pending_output() > BACKLOG {
+            ws.flush().await?;
+        }
+    }
+    Ok(())
+}
+
 pub mod dialer;
 
 /// A listener for `axum::serve` that turns Nagle off on every connection,

@@ -9,28 +9,10 @@ use dialtone::axum::WebSocketUpgrade;
 
 const NAME: &str = "echo_axum_dialtone";
 
-/// Output waiting for a slow peer before the server stops reading.
-const BACKLOG: usize = 64 * 1024;
-
 async fn echo(upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(|mut ws| async move {
-        let served: dialtone::Result<()> = async {
-            while let Some(msg) = ws.recv().await {
-                let msg = msg?;
-                if !msg.is_data() {
-                    continue; // pings and closes are answered by the library
-                }
-                // As echo_dialtone: the replies to messages that arrived
-                // together go out in one write.
-                ws.feed(msg)?;
-                if ws.connection().pending_output() > BACKLOG {
-                    ws.flush().await?;
-                }
-            }
-            Ok(())
-        }
-        .await;
-        dialtone_bench::report(NAME, served);
+        // The same loop as echo_dialtone's.
+        dialtone_bench::report(NAME, dialtone_bench::echo_dialtone(&mut ws).await);
     })
 }
 

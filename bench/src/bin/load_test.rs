@@ -417,7 +417,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::H2(_) => Poll::Ready(Ok(())),
+            Stream::H2(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
